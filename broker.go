@@ -1,0 +1,66 @@
+package primus
+
+import "context"
+
+// Message is a room write as it travels between nodes through a Broker.
+//
+// Data is the JSON text of the written value exactly as the application
+// encoded it (not yet escaped for the wire); receivers escape U+2028/U+2029
+// themselves. Brokers must treat a Message as read-only: the same value may
+// be shared by many goroutines.
+type Message struct {
+	// ID identifies this write for de-duplication and tracing (optional for
+	// external publishers).
+	ID string
+	// Origin is the node ID of the publishing server ("" for external publishers).
+	Origin string
+	// Rooms are the target rooms. A spark that is a member of several of them
+	// receives the message once.
+	Rooms []string
+	// Except lists spark IDs that must not receive the message.
+	Except []string
+	// Skip lists rooms whose members have already received this message
+	// through another copy of it (set by brokers that deliver one copy per
+	// room channel): members of any Skip room are not delivered to.
+	Skip []string
+	// Data is the JSON-encoded value.
+	Data []byte
+}
+
+// BrokerHandler receives the messages a Broker brings in from other nodes.
+// HandleMessage must not retain m.Data beyond the call unless it copies it;
+// it may be called concurrently for different rooms, but calls for one room
+// arrive in publication order.
+type BrokerHandler interface {
+	HandleMessage(m *Message)
+}
+
+// BrokerHandlerFunc adapts a function to BrokerHandler.
+type BrokerHandlerFunc func(m *Message)
+
+// HandleMessage calls f(m).
+func (f BrokerHandlerFunc) HandleMessage(m *Message) { f(m) }
+
+// Broker carries room writes between the servers ("nodes") of a cluster.
+//
+// A Server calls Start once with its handler, Subscribe when a room gets its
+// first local member, Unsubscribe after its last local member left (brokers
+// may delay the actual unsubscription), Publish for every room write made on
+// this node (after delivering it locally itself), and Close on shutdown.
+//
+// A broker never hands a node its own publications back: the originating
+// node has already delivered them.
+type Broker interface {
+	// Start begins delivering incoming messages to h. It must not block
+	// waiting for a remote system: a broker whose backend is unreachable
+	// starts anyway and connects in the background.
+	Start(ctx context.Context, h BrokerHandler) error
+	// Publish sends m to the other nodes that host any of m.Rooms.
+	Publish(ctx context.Context, m *Message) error
+	// Subscribe declares that this node has local members of room.
+	Subscribe(ctx context.Context, room string) error
+	// Unsubscribe declares that this node no longer has local members of room.
+	Unsubscribe(ctx context.Context, room string) error
+	// Close releases the broker's resources; no handler call starts after it returns.
+	Close() error
+}
