@@ -44,9 +44,15 @@ func (f BrokerHandlerFunc) HandleMessage(m *Message) { f(m) }
 // Broker carries room writes between the servers ("nodes") of a cluster.
 //
 // A Server calls Start once with its handler, Subscribe when a room gets its
-// first local member, Unsubscribe after its last local member left (brokers
-// may delay the actual unsubscription), Publish for every room write made on
-// this node (after delivering it locally itself), and Close on shutdown.
+// first local member, Unsubscribe after its last local member left, Publish
+// for every room write made on this node (after delivering it locally
+// itself), and Close on shutdown.
+//
+// Subscribe and Unsubscribe are called in membership order for a room (the
+// server holds that room's index lock), so they must not block on the
+// network: record the intent and apply it in the background. A broker may
+// delay an unsubscription and may deliver messages for rooms the node no
+// longer hosts; the server drops those.
 //
 // A broker never hands a node its own publications back: the originating
 // node has already delivered them.
@@ -58,9 +64,9 @@ type Broker interface {
 	// Publish sends m to the other nodes that host any of m.Rooms.
 	Publish(ctx context.Context, m *Message) error
 	// Subscribe declares that this node has local members of room.
-	Subscribe(ctx context.Context, room string) error
+	Subscribe(room string)
 	// Unsubscribe declares that this node no longer has local members of room.
-	Unsubscribe(ctx context.Context, room string) error
+	Unsubscribe(room string)
 	// Close releases the broker's resources; no handler call starts after it returns.
 	Close() error
 }

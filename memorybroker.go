@@ -1,0 +1,129 @@
+package primus
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// ErrBrokerClosed is returned by a Broker used after Close.
+var ErrBrokerClosed = errors.New("primus: broker closed")
+
+// MemoryHub connects MemoryBrokers in one process: every broker made by the
+// same hub is a node of one cluster. Several Servers sharing a hub behave
+// like servers sharing a Redis, which is how multi-node behaviour is tested
+// without Redis.
+type MemoryHub struct {
+	mu    sync.RWMutex
+	nodes map[*MemoryBroker]struct{}
+}
+
+// NewMemoryHub returns an empty hub.
+func NewMemoryHub() *MemoryHub {
+	return &MemoryHub{nodes: make(map[*MemoryBroker]struct{})}
+}
+
+// NewBroker returns a new node of the hub's cluster.
+func (h *MemoryHub) NewBroker() *MemoryBroker {
+	b := &MemoryBroker{hub: h, rooms: make(map[string]struct{})}
+	h.mu.Lock()
+	h.nodes[b] = struct{}{}
+	h.mu.Unlock()
+	return b
+}
+
+// NewMemoryBroker returns a broker that is the only node of its own hub: room
+// writes stay in the process. It is what a Server uses when Config.Broker is nil.
+func NewMemoryBroker() *MemoryBroker { return NewMemoryHub().NewBroker() }
+
+// MemoryBroker is the in-process Broker. Publish hands the message to the
+// handlers of the other nodes synchronously, so delivery is ordered per
+// publisher and never lost while both nodes are open.
+type MemoryBroker struct {
+	hub *MemoryHub
+
+	// mu guards rooms and handler; handler calls hold the read lock so that
+	// Close waits for the calls in flight.
+	mu      sync.RWMutex
+	rooms   map[string]struct{}
+	handler BrokerHandler
+	closed  bool
+}
+
+var _ Broker = (*MemoryBroker)(nil)
+
+// Start implements Broker.
+func (b *MemoryBroker) Start(_ context.Context, h BrokerHandler) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrBrokerClosed
+	}
+	b.handler = h
+	return nil
+}
+
+// Publish implements Broker: every other node of the hub that hosts one of
+// m.Rooms receives m once.
+func (b *MemoryBroker) Publish(ctx context.Context, m *Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.RLock()
+	closed := b.closed
+	b.mu.RUnlock()
+	if closed {
+		return ErrBrokerClosed
+	}
+	b.hub.mu.RLock()
+	defer b.hub.mu.RUnlock()
+	for n := range b.hub.nodes {
+		if n != b {
+			n.deliver(m)
+		}
+	}
+	return nil
+}
+
+func (b *MemoryBroker) deliver(m *Message) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed || b.handler == nil || !b.hostsAny(m.Rooms) {
+		return
+	}
+	b.handler.HandleMessage(m)
+}
+
+func (b *MemoryBroker) hostsAny(rooms []string) bool {
+	for _, r := range rooms {
+		if _, ok := b.rooms[r]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Subscribe implements Broker.
+func (b *MemoryBroker) Subscribe(room string) {
+	b.mu.Lock()
+	b.rooms[room] = struct{}{}
+	b.mu.Unlock()
+}
+
+// Unsubscribe implements Broker.
+func (b *MemoryBroker) Unsubscribe(room string) {
+	b.mu.Lock()
+	delete(b.rooms, room)
+	b.mu.Unlock()
+}
+
+// Close implements Broker; it waits for handler calls in flight.
+func (b *MemoryBroker) Close() error {
+	b.hub.mu.Lock()
+	delete(b.hub.nodes, b)
+	b.hub.mu.Unlock()
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}
