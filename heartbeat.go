@@ -1,0 +1,40 @@
+package primus
+
+import (
+	"time"
+
+	"github.com/primusgo/primus/internal/protocol"
+)
+
+// heartbeat is the server's one ticker, as in Primus: each tick ends the
+// sparks that did not answer the previous ping and pings the others with
+// one shared frame.
+func (srv *Server) heartbeat() {
+	defer close(srv.beatDone)
+	if srv.cfg.PingInterval < 0 {
+		<-srv.stopBeat
+		return
+	}
+	t := time.NewTicker(srv.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-srv.stopBeat:
+			return
+		case now := <-t.C:
+			srv.beat(now)
+		}
+	}
+}
+
+func (srv *Server) beat(now time.Time) {
+	frame := textFrame(protocol.Ping(now.UnixMilli()))
+	srv.forEachSpark(func(s *Spark) {
+		if !s.alive.Swap(false) {
+			srv.stats.heartbeatTimeouts.Add(1)
+			s.end(ReasonHeartbeatTimeout)
+			return
+		}
+		s.out.push(s, frame)
+	})
+}

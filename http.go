@@ -1,0 +1,89 @@
+package primus
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// ProtocolVersion is the Primus version whose wire protocol the server
+// speaks; /spec reports it, as the original reports its own version.
+const ProtocolVersion = "8.0.9"
+
+// AuthError rejects an upgrade from Config.Authorize with a status other
+// than 401 or with a WWW-Authenticate challenge.
+type AuthError struct {
+	Status       int    // default 401
+	Message      string // sent as {"error": Message}
+	Authenticate string // optional WWW-Authenticate header
+}
+
+func (e *AuthError) Error() string { return e.Message }
+
+func writeAuthError(w http.ResponseWriter, err error) {
+	status, msg := http.StatusUnauthorized, err.Error()
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		if ae.Status != 0 {
+			status = ae.Status
+		}
+		if ae.Authenticate != "" {
+			w.Header().Set("WWW-Authenticate", ae.Authenticate)
+		}
+	}
+	body, _ := json.Marshal(map[string]string{"error": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// serveHTTPSurface answers plain requests under the pathname like Primus.
+func (srv *Server) serveHTTPSurface(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, srv.cfg.Pathname)
+	if origin := r.Header.Get("Origin"); origin != "" {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, DELETE, OPTIONS")
+			h.Set("Access-Control-Max-Age", "2592000")
+			if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+				h.Set("Access-Control-Allow-Headers", req)
+			}
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+	}
+	switch rest {
+	case "/spec":
+		interval := srv.cfg.PingInterval.Milliseconds()
+		spec := map[string]any{
+			"pingInterval": interval,
+			"pathname":     srv.cfg.Pathname,
+			"version":      ProtocolVersion,
+			"parser":       "json",
+			"transformer":  "websockets",
+		}
+		if interval < 0 {
+			spec["pingInterval"] = false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(spec)
+		return
+	case "/primus.js":
+		if srv.cfg.ClientLibrary != nil {
+			srv.cfg.ClientLibrary.ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain")
+	h.Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(http.StatusUpgradeRequired)
+	_, _ = w.Write([]byte("Upgrade Required"))
+}

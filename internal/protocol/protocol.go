@@ -1,0 +1,149 @@
+// Package protocol is the Primus 8 wire format with the JSON parser: values
+// are JSON text, and control messages are JSON strings that start with
+// "primus::" (see the spec, §1.2-1.3).
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Prefix starts every protocol message.
+const Prefix = "primus::"
+
+// Kind classifies an incoming message.
+type Kind int
+
+const (
+	// KindData is application data (including unknown primus:: strings).
+	KindData Kind = iota
+	// KindPong is a heartbeat answer "primus::pong::<x>".
+	KindPong
+	// KindID is an id request "primus::id::".
+	KindID
+)
+
+// ErrInvalidJSON wraps decode failures of incoming text.
+var ErrInvalidJSON = errors.New("invalid JSON")
+
+// Classify decides what an incoming text message is. It returns an error
+// wrapping ErrInvalidJSON when text is not one JSON value.
+func Classify(text []byte) (Kind, error) {
+	if !json.Valid(text) {
+		return KindData, fmt.Errorf("failed to decode incoming data: %w", ErrInvalidJSON)
+	}
+	t := bytes.TrimLeft(text, " \t\r\n")
+	if len(t) < len(Prefix)+2 || t[0] != '"' {
+		return KindData, nil
+	}
+	var s string
+	if bytes.IndexByte(t, '\\') < 0 {
+		// The common case: no escapes, so the string is the bytes between quotes.
+		t = bytes.TrimRight(t, " \t\r\n")
+		s = string(t[1 : len(t)-1])
+	} else if err := json.Unmarshal(t, &s); err != nil {
+		return KindData, nil
+	}
+	typ, _, ok := Parse(s)
+	if !ok {
+		return KindData, nil
+	}
+	switch typ {
+	case "pong":
+		return KindPong, nil
+	case "id":
+		return KindID, nil
+	}
+	return KindData, nil
+}
+
+// Parse splits a protocol string the way Primus does: type = characters
+// after "primus::" up to the next ':', value = everything after the "::".
+func Parse(s string) (typ, value string, ok bool) {
+	if len(s) < len(Prefix) || s[:len(Prefix)] != Prefix {
+		return "", "", false
+	}
+	rest := s[len(Prefix):]
+	i := bytes.IndexByte([]byte(rest), ':')
+	if i < 0 {
+		return rest, "", true
+	}
+	typ = rest[:i]
+	if i+2 <= len(rest) {
+		value = rest[i+2:]
+	}
+	return typ, value, true
+}
+
+// Ping is the text of a heartbeat for the given Unix time in milliseconds.
+func Ping(unixMilli int64) []byte {
+	b := append([]byte(`"`+Prefix+"ping::"), strconv.FormatInt(unixMilli, 10)...)
+	return append(b, '"')
+}
+
+// IDReply is the answer to an id request.
+func IDReply(id string) []byte {
+	b, _ := json.Marshal(Prefix + "id::" + id)
+	return b
+}
+
+// ServerClose is sent before an intentional close: the client must not reconnect.
+var ServerClose = []byte(`"` + Prefix + `server::close"`)
+
+// Encode returns the JSON text of v as Primus writes it: no HTML escaping,
+// U+2028/U+2029 escaped. json.RawMessage values are validated and kept as they are.
+func Encode(v any) ([]byte, error) {
+	if raw, ok := v.(json.RawMessage); ok {
+		if !json.Valid(raw) {
+			return nil, fmt.Errorf("primus: encoding data: %w", ErrInvalidJSON)
+		}
+		return EscapeLineTerminators(raw), nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("primus: encoding data: %w", err)
+	}
+	return EscapeLineTerminators(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))), nil
+}
+
+// EscapeLineTerminators replaces raw U+2028 and U+2029 with their JSON
+// escapes, as Primus does on every outgoing frame (they break JavaScript
+// parsers that are not JSON.parse). It returns b itself when there is none.
+func EscapeLineTerminators(b []byte) []byte {
+	i := indexLineTerminator(b)
+	if i < 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b)+8)
+	for i >= 0 {
+		out = append(out, b[:i]...)
+		if b[i+2] == 0xA8 {
+			out = append(out, `\u2028`...)
+		} else {
+			out = append(out, `\u2029`...)
+		}
+		b = b[i+3:]
+		i = indexLineTerminator(b)
+	}
+	return append(out, b...)
+}
+
+func indexLineTerminator(b []byte) int {
+	off := 0
+	for {
+		i := bytes.IndexByte(b[off:], 0xE2)
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if i+2 < len(b) && b[i+1] == 0x80 && (b[i+2] == 0xA8 || b[i+2] == 0xA9) {
+			return i
+		}
+		off = i + 1
+	}
+}

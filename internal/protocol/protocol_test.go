@@ -1,0 +1,107 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Kind
+		invalid bool
+	}{
+		{`"primus::pong::1234"`, KindPong, false},
+		{`"primus::pong::whatever"`, KindPong, false},
+		{` "primus::pong::1" `, KindPong, false},
+		{`"\u0070rimus::pong::1"`, KindPong, false},
+		{`"primus::id::"`, KindID, false},
+		{`"primus::id::ignored"`, KindID, false},
+		{`"primus::foo::bar"`, KindData, false},
+		{`"primus::"`, KindData, false},
+		{`"primus::ping::1"`, KindData, false},
+		{`"hello"`, KindData, false},
+		{`{"join":"a"}`, KindData, false},
+		{`null`, KindData, false},
+		{`123`, KindData, false},
+		{`{"a":`, KindData, true},
+		{``, KindData, true},
+		{`"primus::pong::1`, KindData, true},
+	}
+	for _, tt := range tests {
+		got, err := Classify([]byte(tt.in))
+		if tt.invalid != (err != nil) {
+			t.Errorf("Classify(%q) error = %v, want invalid=%v", tt.in, err, tt.invalid)
+			continue
+		}
+		if err != nil && !errors.Is(err, ErrInvalidJSON) {
+			t.Errorf("Classify(%q) error %v does not wrap ErrInvalidJSON", tt.in, err)
+		}
+		if got != tt.want {
+			t.Errorf("Classify(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	typ, val, ok := Parse("primus::ping::1712")
+	if !ok || typ != "ping" || val != "1712" {
+		t.Fatalf("Parse = %q %q %v", typ, val, ok)
+	}
+	typ, val, ok = Parse("primus::server::close")
+	if !ok || typ != "server" || val != "close" {
+		t.Fatalf("Parse = %q %q %v", typ, val, ok)
+	}
+	if _, _, ok := Parse("primus:x"); ok {
+		t.Fatal("Parse accepted a string without the prefix")
+	}
+}
+
+func TestEncode(t *testing.T) {
+	tests := []struct {
+		in   any
+		want string
+	}{
+		{map[string]any{"a": "<b>&"}, `{"a":"<b>&"}`},
+		{"caf\u00e9 \u2028 \u2029", `"café \u2028 \u2029"`},
+		{json.RawMessage("\"x\u2028y\""), `"x\u2028y"`},
+		{json.RawMessage(`{"a": 1}`), `{"a": 1}`},
+		{nil, `null`},
+		{[]int{1, 2, 3}, `[1,2,3]`},
+	}
+	for _, tt := range tests {
+		got, err := Encode(tt.in)
+		if err != nil {
+			t.Fatalf("Encode(%v): %v", tt.in, err)
+		}
+		if string(got) != tt.want {
+			t.Errorf("Encode(%v) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+	if _, err := Encode(json.RawMessage(`{`)); !errors.Is(err, ErrInvalidJSON) {
+		t.Errorf("Encode(invalid raw) error = %v", err)
+	}
+	if _, err := Encode(func() {}); err == nil {
+		t.Error("Encode(func) succeeded")
+	}
+}
+
+func TestEscapeLineTerminatorsNoCopy(t *testing.T) {
+	b := []byte(`"plain \xe2\x82\xac"`)
+	if got := EscapeLineTerminators(b); &got[0] != &b[0] {
+		t.Error("EscapeLineTerminators copied a slice without line terminators")
+	}
+}
+
+func TestControlMessages(t *testing.T) {
+	if got := string(Ping(1700000000000)); got != `"primus::ping::1700000000000"` {
+		t.Errorf("Ping = %s", got)
+	}
+	if got := string(IDReply("abc_-1")); got != `"primus::id::abc_-1"` {
+		t.Errorf("IDReply = %s", got)
+	}
+	if string(ServerClose) != `"primus::server::close"` {
+		t.Errorf("ServerClose = %s", ServerClose)
+	}
+}

@@ -1,0 +1,185 @@
+package primus
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/primusgo/primus/internal/protocol"
+)
+
+// Room targets a write at the members of one or more rooms, on every node
+// of the cluster. A Room is a value: Except returns a new one, so a Room
+// can be kept and reused (unlike primus-rooms, nothing accumulates).
+type Room struct {
+	srv    *Server
+	rooms  []string
+	except []string
+}
+
+// Room returns a handle for writing to the given rooms.
+func (srv *Server) Room(names ...string) Room {
+	return Room{srv: srv, rooms: dedupe(names)}
+}
+
+// Except returns a copy of r that skips the sparks with the given ids.
+func (r Room) Except(ids ...string) Room {
+	r.except = append(slices.Clip(r.except), ids...)
+	return r
+}
+
+// Write sends v to every member of r's rooms, on every node: a spark in
+// several of the rooms receives it once, excepted sparks not at all. Local
+// members are served before the broker is asked to publish, so local
+// delivery never depends on it; a broker error is returned after that.
+func (r Room) Write(v any) error {
+	if len(r.rooms) == 0 {
+		return ErrNoRooms
+	}
+	frame, data, err := encodeFrame(v)
+	if err != nil {
+		return err
+	}
+	srv := r.srv
+	srv.deliverLocal(r.rooms, nil, r.except, frame)
+	m := &Message{
+		ID:     srv.cfg.NodeID + "-" + strconv.FormatUint(srv.msgSeq.Add(1), 36),
+		Origin: srv.cfg.NodeID,
+		Rooms:  r.rooms,
+		Except: r.except,
+		Data:   data,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.PublishTimeout)
+	defer cancel()
+	if err := srv.broker.Publish(ctx, m); err != nil {
+		srv.stats.publishErrors.Add(1)
+		return fmt.Errorf("primus: delivered locally, but publishing to other nodes failed: %w", err)
+	}
+	srv.stats.published.Add(1)
+	return nil
+}
+
+// Clients returns the ids of the local members of r's rooms (each once,
+// excepted ids left out).
+func (r Room) Clients() []string {
+	var ids []string
+	seen := map[string]bool{}
+	for _, room := range r.rooms {
+		for _, s := range r.srv.index.snapshot(room) {
+			if !seen[s.id] && !slices.Contains(r.except, s.id) {
+				seen[s.id] = true
+				ids = append(ids, s.id)
+			}
+		}
+	}
+	return ids
+}
+
+// Clients returns the ids of the local members of room.
+func (srv *Server) Clients(room string) []string { return srv.Room(room).Clients() }
+
+// Rooms returns the rooms that have local members, sorted.
+func (srv *Server) Rooms() []string {
+	sizes := srv.index.rooms()
+	names := make([]string, 0, len(sizes))
+	for name := range sizes {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// RoomSizes returns every room with local members and its member count.
+func (srv *Server) RoomSizes() map[string]int { return srv.index.rooms() }
+
+// IsRoomEmpty reports whether room has no local members.
+func (srv *Server) IsRoomEmpty(room string) bool { return srv.index.size(room) == 0 }
+
+// Empty removes every local member from the given rooms.
+func (srv *Server) Empty(rooms ...string) {
+	for _, room := range rooms {
+		for _, s := range srv.index.snapshot(room) {
+			_ = s.Leave(room)
+		}
+	}
+}
+
+func encodeFrame(v any) (frame, data []byte, err error) {
+	data, err = protocol.Encode(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return textFrame(data), data, nil
+}
+
+// deliverRemote is the broker handler: messages from other nodes.
+func (srv *Server) deliverRemote(m *Message) {
+	if m.Origin == srv.cfg.NodeID || len(m.Rooms) == 0 {
+		return
+	}
+	srv.stats.remoteMessages.Add(1)
+	srv.deliverLocal(m.Rooms, m.Skip, m.Except, textFrame(protocol.EscapeLineTerminators(m.Data)))
+}
+
+// deliverLocal queues frame, built once, for every local member of rooms
+// that is in no skip room and not excepted, each spark once.
+func (srv *Server) deliverLocal(rooms, skip, except []string, frame []byte) int {
+	excluded := exceptFunc(except)
+	n := 0
+	if len(rooms) == 1 && len(skip) == 0 {
+		// The hot path: one room, no copying, no allocation per member.
+		srv.index.each(rooms[0], func(s *Spark) {
+			if !excluded(s.id) && s.out.push(s, frame) {
+				n++
+			}
+		})
+		srv.stats.deliveries.Add(uint64(n))
+		return n
+	}
+	// Several rooms: members are copied out of the index so that no two
+	// index locks are ever held together.
+	done := make(map[*Spark]struct{})
+	for _, room := range skip {
+		for _, s := range srv.index.snapshot(room) {
+			done[s] = struct{}{}
+		}
+	}
+	for _, room := range rooms {
+		for _, s := range srv.index.snapshot(room) {
+			if _, ok := done[s]; ok || excluded(s.id) {
+				continue
+			}
+			done[s] = struct{}{}
+			if s.out.push(s, frame) {
+				n++
+			}
+		}
+	}
+	srv.stats.deliveries.Add(uint64(n))
+	return n
+}
+
+func exceptFunc(except []string) func(string) bool {
+	switch {
+	case len(except) == 0:
+		return func(string) bool { return false }
+	case len(except) <= 8:
+		return func(id string) bool { return slices.Contains(except, id) }
+	}
+	set := make(map[string]struct{}, len(except))
+	for _, id := range except {
+		set[id] = struct{}{}
+	}
+	return func(id string) bool { _, ok := set[id]; return ok }
+}
+
+func dedupe(names []string) []string {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -1,0 +1,255 @@
+package primus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/primusgo/primus/internal/ws"
+)
+
+// Server is a Primus server: an http.Handler for the Primus endpoint that
+// owns the sparks connected to it and their rooms.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	broker Broker
+	index  *roomIndex
+	stats  counters
+
+	sparkSeed maphash.Seed
+	sparks    [32]sparkShard
+
+	wg       sync.WaitGroup // reader and writer goroutines
+	closing  atomic.Bool
+	stopBeat chan struct{}
+	beatDone chan struct{}
+	msgSeq   atomic.Uint64
+}
+
+type sparkShard struct {
+	mu     sync.RWMutex
+	sparks map[string]*Spark
+}
+
+// New returns a server and starts its broker and heartbeat.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Broker == nil {
+		cfg.Broker = NewMemoryBroker()
+	}
+	srv := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		broker:    cfg.Broker,
+		index:     newRoomIndex(cfg.Broker),
+		sparkSeed: maphash.MakeSeed(),
+		stopBeat:  make(chan struct{}),
+		beatDone:  make(chan struct{}),
+	}
+	for i := range srv.sparks {
+		srv.sparks[i].sparks = make(map[string]*Spark)
+	}
+	if err := srv.broker.Start(context.Background(), BrokerHandlerFunc(srv.deliverRemote)); err != nil {
+		return nil, fmt.Errorf("primus: starting broker: %w", err)
+	}
+	go srv.heartbeat()
+	return srv, nil
+}
+
+// Pathname returns the configured pathname.
+func (srv *Server) Pathname() string { return srv.cfg.Pathname }
+
+// NodeID returns the id this server uses in broker messages.
+func (srv *Server) NodeID() string { return srv.cfg.NodeID }
+
+// Handles reports whether the request path belongs to Primus (starts with Pathname).
+func (srv *Server) Handles(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, srv.cfg.Pathname)
+}
+
+// Middleware routes requests under Pathname to the server and all others to next.
+func (srv *Server) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if srv.Handles(r) {
+			srv.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ServeHTTP serves the Primus endpoint: WebSocket upgrades on every path
+// under Pathname, <Pathname>/spec, <Pathname>/primus.js, and 426 for other
+// plain requests, as Primus does.
+func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !srv.Handles(r) {
+		http.NotFound(w, r)
+		return
+	}
+	if ws.IsUpgrade(r) {
+		srv.upgrade(w, r)
+		return
+	}
+	srv.serveHTTPSurface(w, r)
+}
+
+func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
+	if srv.closing.Load() {
+		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if err := ws.CheckHandshake(r); err != nil {
+		var he *ws.HandshakeError
+		errors.As(err, &he)
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		http.Error(w, he.Msg, he.Status)
+		return
+	}
+	if srv.cfg.CheckOrigin != nil && !srv.cfg.CheckOrigin(r) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	if srv.cfg.Authorize != nil {
+		if err := srv.cfg.Authorize(r); err != nil {
+			writeAuthError(w, err)
+			return
+		}
+	}
+	conn, early, err := ws.Upgrade(w, r)
+	if err != nil {
+		srv.log.Debug("primus: upgrade failed", "err", err)
+		return
+	}
+	s := &Spark{
+		srv:        srv,
+		id:         srv.cfg.IDGenerator(),
+		query:      r.URL.Query(),
+		header:     r.Header,
+		remoteAddr: srv.remoteAddr(r),
+		conn:       conn,
+		reader:     ws.NewReader(conn, early),
+	}
+	s.alive.Store(true)
+	srv.wg.Add(1)
+	srv.addSpark(s)
+	srv.stats.connectionsTotal.Add(1)
+	if fn := srv.cfg.OnConnection; fn != nil {
+		fn(s)
+	}
+	if srv.closing.Load() {
+		// Shutdown began while this spark was being set up and may have
+		// missed it in the registry.
+		s.end(ReasonShutdown)
+	}
+	// A fresh goroutine with a small stack reads the connection; the HTTP
+	// server's goroutine, with its deep stack, returns now.
+	go s.readLoop()
+}
+
+func (srv *Server) remoteAddr(r *http.Request) string {
+	if srv.cfg.TrustForwardedFor {
+		if f := r.Header.Get("X-Forwarded-For"); f != "" {
+			first, _, _ := strings.Cut(f, ",")
+			return strings.TrimSpace(first)
+		}
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+func (srv *Server) sparkShard(id string) *sparkShard {
+	return &srv.sparks[maphash.String(srv.sparkSeed, id)%uint64(len(srv.sparks))]
+}
+
+func (srv *Server) addSpark(s *Spark) {
+	sh := srv.sparkShard(s.id)
+	sh.mu.Lock()
+	sh.sparks[s.id] = s
+	sh.mu.Unlock()
+	srv.stats.connections.Add(1)
+}
+
+func (srv *Server) removeSpark(s *Spark) {
+	sh := srv.sparkShard(s.id)
+	sh.mu.Lock()
+	if sh.sparks[s.id] == s {
+		delete(sh.sparks, s.id)
+	}
+	sh.mu.Unlock()
+	srv.stats.connections.Add(-1)
+}
+
+// Spark returns the local spark with the given id, or nil.
+func (srv *Server) Spark(id string) *Spark {
+	sh := srv.sparkShard(id)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.sparks[id]
+}
+
+// forEachSpark calls fn for every local spark, one registry shard at a time.
+func (srv *Server) forEachSpark(fn func(*Spark)) {
+	for i := range srv.sparks {
+		sh := &srv.sparks[i]
+		sh.mu.RLock()
+		list := make([]*Spark, 0, len(sh.sparks))
+		for _, s := range sh.sparks {
+			list = append(list, s)
+		}
+		sh.mu.RUnlock()
+		for _, s := range list {
+			fn(s)
+		}
+	}
+}
+
+// Write sends v to every local spark (Primus's primus.write; not
+// distributed to other nodes).
+func (srv *Server) Write(v any) error {
+	frame, _, err := encodeFrame(v)
+	if err != nil {
+		return err
+	}
+	srv.forEachSpark(func(s *Spark) { s.out.push(s, frame) })
+	return nil
+}
+
+// Shutdown stops accepting connections, closes every spark
+// reconnect-style (clients move to another node), stops the heartbeat,
+// closes the broker, and waits for the server's goroutines or ctx.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	if srv.closing.Swap(true) {
+		return ErrServerClosed
+	}
+	close(srv.stopBeat)
+	<-srv.beatDone
+	srv.forEachSpark(func(s *Spark) { s.end(ReasonShutdown) })
+	done := make(chan struct{})
+	go func() {
+		srv.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// Clients that do not answer the close in time are cut off.
+		srv.forEachSpark(func(s *Spark) { s.conn.Close() })
+		<-done
+		err = ctx.Err()
+	}
+	if berr := srv.broker.Close(); berr != nil && err == nil {
+		err = fmt.Errorf("primus: closing broker: %w", berr)
+	}
+	return err
+}

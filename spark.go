@@ -1,0 +1,371 @@
+package primus
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/primusgo/primus/internal/protocol"
+	"github.com/primusgo/primus/internal/ws"
+)
+
+// Spark is one client connection, in Primus's words.
+//
+// All methods are safe for concurrent use. Handlers registered with OnData,
+// OnEnd and OnError should be set in Config.OnConnection, which runs before
+// the spark reads its first message.
+type Spark struct {
+	srv        *Server
+	id         string
+	query      url.Values
+	header     http.Header
+	remoteAddr string
+	conn       net.Conn
+	reader     *ws.Reader
+
+	// alive is set by a pong or WebSocket ping and cleared by each heartbeat tick.
+	alive atomic.Bool
+
+	// mu guards the fields below it; it is taken before a room index shard lock.
+	mu      sync.Mutex
+	state   sparkState
+	reason  CloseReason
+	rooms   map[string]struct{}
+	values  map[any]any
+	onData  func(*Spark, Data)
+	onEnd   []func(*Spark, CloseReason)
+	onError func(*Spark, error)
+
+	out outQueue
+}
+
+type sparkState uint8
+
+const (
+	stateOpen sparkState = iota
+	stateClosing
+	stateClosed
+)
+
+// ID returns the spark's id (21 characters of A-Za-z0-9_- unless Config.IDGenerator says otherwise).
+func (s *Spark) ID() string { return s.id }
+
+// Query returns the query string of the upgrade request.
+func (s *Spark) Query() url.Values { return s.query }
+
+// Headers returns the headers of the upgrade request.
+func (s *Spark) Headers() http.Header { return s.header }
+
+// RemoteAddr returns the client's address as seen by the server (see Config.TrustForwardedFor).
+func (s *Spark) RemoteAddr() string { return s.remoteAddr }
+
+// OnData sets the handler for the spark's messages. It runs on the spark's
+// reader goroutine, so messages of one spark are handled in order; a slow
+// handler delays only this spark.
+func (s *Spark) OnData(fn func(*Spark, Data)) {
+	s.mu.Lock()
+	s.onData = fn
+	s.mu.Unlock()
+}
+
+// OnEnd adds a handler that runs once when the spark has closed, after it
+// left all its rooms.
+func (s *Spark) OnEnd(fn func(*Spark, CloseReason)) {
+	s.mu.Lock()
+	s.onEnd = append(s.onEnd, fn)
+	s.mu.Unlock()
+}
+
+// OnError sets the handler for errors of this spark that do not close it
+// (for example a message that is not valid JSON, a *ParseError).
+func (s *Spark) OnError(fn func(*Spark, error)) {
+	s.mu.Lock()
+	s.onError = fn
+	s.mu.Unlock()
+}
+
+// Set stores a per-spark value.
+func (s *Spark) Set(key, value any) {
+	s.mu.Lock()
+	if s.values == nil {
+		s.values = make(map[any]any)
+	}
+	s.values[key] = value
+	s.mu.Unlock()
+}
+
+// Get returns a per-spark value stored with Set.
+func (s *Spark) Get(key any) (any, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.values[key]
+	return v, ok
+}
+
+// CloseReason returns why the spark closed, or ReasonNone while it is open.
+func (s *Spark) CloseReason() CloseReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason
+}
+
+// Write sends v, JSON-encoded, to this client. It returns ErrSparkClosed if
+// the spark is closing and an encoding error if v cannot be encoded.
+func (s *Spark) Write(v any) error {
+	b, err := protocol.Encode(v)
+	if err != nil {
+		return err
+	}
+	return s.writeText(b)
+}
+
+func (s *Spark) writeText(text []byte) error {
+	if !s.out.push(s, textFrame(text)) {
+		return ErrSparkClosed
+	}
+	return nil
+}
+
+// End closes the spark intentionally: the client receives
+// "primus::server::close" and does not reconnect.
+func (s *Spark) End() { s.end(ReasonEnded) }
+
+// EndReconnect closes the spark so that the client reconnects.
+func (s *Spark) EndReconnect() { s.end(ReasonEndedReconnect) }
+
+// end starts the closing handshake. Intentional ends announce themselves
+// with "primus::server::close"; the others just close.
+func (s *Spark) end(reason CloseReason) {
+	s.mu.Lock()
+	if s.state != stateOpen {
+		s.mu.Unlock()
+		return
+	}
+	s.state = stateClosing
+	s.reason = reason
+	s.mu.Unlock()
+	code := 0
+	switch reason {
+	case ReasonEnded:
+		s.out.push(s, textFrame(protocol.ServerClose))
+	case ReasonShutdown:
+		code = ws.CloseGoingAway
+	}
+	s.out.pushFinal(s, ws.CloseFrame(code, ""))
+	// The reader returns when the client answers the close frame or when
+	// this deadline passes, and tears the spark down.
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.CloseTimeout))
+}
+
+// Join adds the spark to rooms. It fails with ErrSparkClosed once the spark
+// is closing, so closed sparks never linger in rooms.
+func (s *Spark) Join(rooms ...string) error {
+	for _, r := range rooms {
+		if r == "" {
+			return ErrInvalidRoom
+		}
+	}
+	var joined []string
+	s.mu.Lock()
+	if s.state != stateOpen {
+		s.mu.Unlock()
+		return ErrSparkClosed
+	}
+	for _, r := range rooms {
+		if _, ok := s.rooms[r]; ok {
+			continue
+		}
+		if s.rooms == nil {
+			s.rooms = make(map[string]struct{})
+		}
+		s.rooms[r] = struct{}{}
+		s.srv.index.add(r, s)
+		joined = append(joined, r)
+	}
+	s.mu.Unlock()
+	if fn := s.srv.cfg.OnJoin; fn != nil {
+		for _, r := range joined {
+			fn(s, r)
+		}
+	}
+	return nil
+}
+
+// Leave removes the spark from rooms; rooms it is not in are ignored.
+func (s *Spark) Leave(rooms ...string) error {
+	var left []string
+	s.mu.Lock()
+	for _, r := range rooms {
+		if _, ok := s.rooms[r]; !ok {
+			continue
+		}
+		delete(s.rooms, r)
+		s.srv.index.remove(r, s)
+		left = append(left, r)
+	}
+	s.mu.Unlock()
+	s.emitLeave(left)
+	return nil
+}
+
+// LeaveAll removes the spark from every room it is in.
+func (s *Spark) LeaveAll() error {
+	s.mu.Lock()
+	left := s.takeRoomsLocked()
+	s.mu.Unlock()
+	s.emitLeave(left)
+	return nil
+}
+
+func (s *Spark) takeRoomsLocked() []string {
+	left := make([]string, 0, len(s.rooms))
+	for r := range s.rooms {
+		s.srv.index.remove(r, s)
+		left = append(left, r)
+	}
+	s.rooms = nil
+	slices.Sort(left)
+	return left
+}
+
+func (s *Spark) emitLeave(rooms []string) {
+	if fn := s.srv.cfg.OnLeave; fn != nil {
+		for _, r := range rooms {
+			fn(s, r)
+		}
+	}
+}
+
+// Rooms returns the rooms the spark is in, sorted.
+func (s *Spark) Rooms() []string {
+	s.mu.Lock()
+	rooms := make([]string, 0, len(s.rooms))
+	for r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	slices.Sort(rooms)
+	return rooms
+}
+
+// readLoop runs for the life of the connection and tears the spark down.
+func (s *Spark) readLoop() {
+	reason := s.serve()
+	s.finish(reason)
+}
+
+func (s *Spark) serve() CloseReason {
+	onControl := func(op byte, payload []byte) {
+		if op == ws.OpPing {
+			// A WebSocket ping counts as a heartbeat, as in Primus.
+			s.alive.Store(true)
+			s.out.push(s, ws.AppendFrame(nil, ws.OpPong, payload))
+		}
+	}
+	for {
+		msg, err := s.reader.ReadMessage(s.srv.cfg.MaxLength, onControl)
+		if err != nil {
+			return s.readError(err)
+		}
+		s.srv.stats.messagesIn.Add(1)
+		if msg.Binary {
+			s.dispatch(Data{raw: msg.Payload, binary: true})
+			continue
+		}
+		kind, err := protocol.Classify(msg.Payload)
+		switch {
+		case err != nil:
+			s.srv.stats.parseErrors.Add(1)
+			s.reportError(&ParseError{Data: msg.Payload, Err: err})
+		case kind == protocol.KindPong:
+			s.alive.Store(true)
+		case kind == protocol.KindID:
+			_ = s.writeText(protocol.IDReply(s.id))
+		default:
+			s.dispatch(Data{raw: msg.Payload})
+		}
+	}
+}
+
+// readError maps a read failure to a close reason, answering the client
+// where the protocol asks for it.
+func (s *Spark) readError(err error) CloseReason {
+	var ce *ws.CloseError
+	var pe *ws.ProtocolError
+	switch {
+	case errors.As(err, &ce):
+		// Echo the client's close (or complete ours) before closing.
+		code := ce.Code
+		if code == ws.CloseNoStatus {
+			code = 0
+		}
+		s.out.pushFinal(s, ws.CloseFrame(code, ""))
+		s.out.drain(s.srv.cfg.CloseTimeout)
+		return ReasonClientClosed
+	case errors.As(err, &pe):
+		s.out.pushFinal(s, ws.CloseFrame(pe.Code, pe.Msg))
+		s.out.drain(s.srv.cfg.CloseTimeout)
+		s.reportError(err)
+		if pe.Code == ws.CloseTooBig {
+			return ReasonMessageTooLarge
+		}
+		return ReasonProtocolError
+	}
+	return ReasonClientClosed
+}
+
+func (s *Spark) dispatch(d Data) {
+	s.mu.Lock()
+	fn := s.onData
+	s.mu.Unlock()
+	if fn != nil {
+		fn(s, d)
+	}
+}
+
+func (s *Spark) reportError(err error) {
+	s.mu.Lock()
+	fn := s.onError
+	s.mu.Unlock()
+	if fn != nil {
+		fn(s, err)
+	}
+	s.srv.log.Debug("primus: spark error", "spark", s.id, "err", err)
+}
+
+// finish runs once, on the reader goroutine, when the connection is over.
+func (s *Spark) finish(reason CloseReason) {
+	s.conn.Close()
+	failure := s.out.discard()
+
+	s.mu.Lock()
+	s.state = stateClosed
+	if s.reason == ReasonNone {
+		// A queue failure (slow consumer, write error) explains the read
+		// error it caused by closing the connection.
+		s.reason = failure
+	}
+	if s.reason == ReasonNone {
+		s.reason = reason
+	}
+	reason = s.reason
+	left := s.takeRoomsLocked()
+	onEnd := s.onEnd
+	s.mu.Unlock()
+
+	s.srv.removeSpark(s)
+	s.emitLeave(left)
+	for _, fn := range onEnd {
+		fn(s, reason)
+	}
+	if fn := s.srv.cfg.OnDisconnection; fn != nil {
+		fn(s)
+	}
+	s.srv.log.Debug("primus: spark closed", "spark", s.id, "reason", reason)
+	s.srv.wg.Done()
+}

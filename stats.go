@@ -1,0 +1,55 @@
+package primus
+
+import "sync/atomic"
+
+type counters struct {
+	connections       atomic.Int64
+	connectionsTotal  atomic.Uint64
+	messagesIn        atomic.Uint64
+	parseErrors       atomic.Uint64
+	deliveries        atomic.Uint64
+	framesOut         atomic.Uint64
+	drops             atomic.Uint64
+	slowConsumers     atomic.Uint64
+	heartbeatTimeouts atomic.Uint64
+	published         atomic.Uint64
+	publishErrors     atomic.Uint64
+	remoteMessages    atomic.Uint64
+}
+
+// Stats is a snapshot of a server's counters, for metrics.
+type Stats struct {
+	Connections       int64  // open sparks
+	ConnectionsTotal  uint64 // sparks ever accepted
+	Rooms             int    // rooms with local members
+	MessagesIn        uint64 // data and control messages read from clients
+	ParseErrors       uint64 // incoming messages that were not valid JSON
+	Deliveries        uint64 // room-write frames queued to local sparks
+	FramesOut         uint64 // frames written to clients (all kinds)
+	Drops             uint64 // frames not queued: spark closing, closed or overflowing
+	SlowConsumers     uint64 // sparks closed because their queue overflowed
+	HeartbeatTimeouts uint64 // sparks closed for missing heartbeats
+	Published         uint64 // room writes handed to the broker
+	PublishErrors     uint64 // room writes the broker failed to publish
+	RemoteMessages    uint64 // messages received from other nodes
+}
+
+// Stats returns the server's counters.
+func (srv *Server) Stats() Stats {
+	c := &srv.stats
+	return Stats{
+		Connections:       c.connections.Load(),
+		ConnectionsTotal:  c.connectionsTotal.Load(),
+		Rooms:             srv.index.count(),
+		MessagesIn:        c.messagesIn.Load(),
+		ParseErrors:       c.parseErrors.Load(),
+		Deliveries:        c.deliveries.Load(),
+		FramesOut:         c.framesOut.Load(),
+		Drops:             c.drops.Load(),
+		SlowConsumers:     c.slowConsumers.Load(),
+		HeartbeatTimeouts: c.heartbeatTimeouts.Load(),
+		Published:         c.published.Load(),
+		PublishErrors:     c.publishErrors.Load(),
+		RemoteMessages:    c.remoteMessages.Load(),
+	}
+}
