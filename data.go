@@ -51,4 +51,3 @@ type ParseError struct {
 
 func (e *ParseError) Error() string { return "primus: " + e.Err.Error() }
 func (e *ParseError) Unwrap() error { return e.Err }
-

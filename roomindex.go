@@ -9,9 +9,9 @@ import (
 // name so that joins in one room do not wait for a broadcast in another;
 // a broadcast holds one shard's read lock while it queues frames.
 type roomIndex struct {
-	seed    maphash.Seed
-	shards  [64]roomShard
-	broker  Broker
+	seed   maphash.Seed
+	shards [64]roomShard
+	broker Broker
 }
 
 type roomShard struct {

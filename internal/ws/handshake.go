@@ -113,4 +113,3 @@ func NewReader(conn net.Conn, early []byte) *Reader {
 	}
 	return &Reader{br: bufio.NewReaderSize(src, readBufferSize)}
 }
-
