@@ -55,6 +55,9 @@ var (
 	ErrServerClosed = errors.New("primus: server is shut down")
 	// ErrNoRooms is returned by a room write without rooms.
 	ErrNoRooms = errors.New("primus: no rooms given")
+	// ErrPublish wraps the broker's error when a room write was delivered
+	// locally but could not be published to the other nodes.
+	ErrPublish = errors.New("primus: delivered locally, but publishing to other nodes failed")
 	// ErrInvalidRoom is returned for an empty room name.
 	ErrInvalidRoom = errors.New("primus: invalid room name")
 )

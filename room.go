@@ -54,7 +54,7 @@ func (r Room) Write(v any) error {
 	defer cancel()
 	if err := srv.broker.Publish(ctx, m); err != nil {
 		srv.stats.publishErrors.Add(1)
-		return fmt.Errorf("primus: delivered locally, but publishing to other nodes failed: %w", err)
+		return fmt.Errorf("%w: %w", ErrPublish, err)
 	}
 	srv.stats.published.Add(1)
 	return nil
