@@ -58,16 +58,16 @@ func (srv *Server) serveHTTPSurface(w http.ResponseWriter, r *http.Request) {
 	}
 	switch rest {
 	case "/spec":
-		interval := srv.cfg.PingInterval.Milliseconds()
-		spec := map[string]any{
-			"pingInterval": interval,
-			"pathname":     srv.cfg.Pathname,
-			"version":      ProtocolVersion,
-			"parser":       "json",
-			"transformer":  "websockets",
-		}
-		if interval < 0 {
-			spec["pingInterval"] = false
+		// Field order as in the original.
+		spec := struct {
+			PingInterval any    `json:"pingInterval"`
+			Pathname     string `json:"pathname"`
+			Version      string `json:"version"`
+			Parser       string `json:"parser"`
+			Transformer  string `json:"transformer"`
+		}{srv.cfg.PingInterval.Milliseconds(), srv.cfg.Pathname, ProtocolVersion, "json", "websockets"}
+		if srv.cfg.PingInterval < 0 {
+			spec.PingInterval = false
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(spec)
