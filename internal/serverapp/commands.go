@@ -65,6 +65,12 @@ func (a *App) handleData(s *primus.Spark, d primus.Data) {
 			return // an object that is not a command: plain data
 		}
 	} else {
+		// A malformed command still gets its answer when its ack is readable.
+		var ackOnly struct {
+			Ack json.RawMessage `json:"ack"`
+		}
+		_ = json.Unmarshal(raw, &ackOnly)
+		cmd.Ack = ackOnly.Ack
 		err = fmt.Errorf("invalid command: %w", err)
 	}
 	if err != nil {
