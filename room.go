@@ -23,6 +23,11 @@ func (srv *Server) Room(names ...string) Room {
 	return Room{srv: srv, rooms: dedupe(names)}
 }
 
+// Room returns a handle for writing to the given rooms from this spark's
+// server (like primus-rooms' spark.room). The spark itself is not excluded:
+// add Except(s.ID()) for that.
+func (s *Spark) Room(names ...string) Room { return s.srv.Room(names...) }
+
 // Except returns a copy of r that skips the sparks with the given ids.
 func (r Room) Except(ids ...string) Room {
 	r.except = append(slices.Clip(r.except), ids...)
