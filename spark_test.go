@@ -1,0 +1,535 @@
+package primus_test
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/coder/websocket"
+
+	"github.com/primusgo/primus"
+)
+
+// echoConfig makes every spark write back what it receives.
+func echoConfig() primus.Config {
+	return primus.Config{OnConnection: func(s *primus.Spark) {
+		s.OnData(func(s *primus.Spark, d primus.Data) {
+			if d.IsBinary() {
+				_ = s.Write(map[string]any{"binary": string(d.Bytes())})
+				return
+			}
+			_ = s.Write(d.JSON())
+		})
+	}}
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{21}$`)
+
+func TestIDRequest(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	if !idPattern.MatchString(s.ID()) {
+		t.Fatalf("spark id %q does not match %v", s.ID(), idPattern)
+	}
+	c.send(t, `"primus::id::"`)
+	c.expect(t, `"primus::id::`+s.ID()+`"`)
+	// Any value after "id::" is ignored.
+	c.send(t, `"primus::id::whatever"`)
+	c.expect(t, `"primus::id::`+s.ID()+`"`)
+	if got := ts.Spark(s.ID()); got != s {
+		t.Fatalf("Server.Spark(%q) = %p, want %p", s.ID(), got, s)
+	}
+}
+
+func TestIDsAreDistinct(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	seen := map[string]bool{}
+	for range 20 {
+		ts.dial(t, dialOpts{})
+		id := ts.nextSpark(t).ID()
+		if !idPattern.MatchString(id) || seen[id] {
+			t.Fatalf("bad or repeated id %q", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestIDGenerator(t *testing.T) {
+	ts := startServer(t, primus.Config{IDGenerator: func() string { return "custom-id" }})
+	c := ts.dial(t, dialOpts{})
+	c.send(t, `"primus::id::"`)
+	c.expect(t, `"primus::id::custom-id"`)
+}
+
+func TestRequestDetails(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	ts.dial(t, dialOpts{
+		path:   "/primus/some/path?token=abc&x=1&x=2",
+		header: http.Header{"X-Test": {"yes"}, "X-Forwarded-For": {"203.0.113.9"}},
+	})
+	s := ts.nextSpark(t)
+	if got := s.Query().Get("token"); got != "abc" {
+		t.Errorf("query token = %q", got)
+	}
+	if got := s.Query()["x"]; len(got) != 2 || got[0] != "1" || got[1] != "2" {
+		t.Errorf("query x = %q", got)
+	}
+	if got := s.Headers().Get("X-Test"); got != "yes" {
+		t.Errorf("header X-Test = %q", got)
+	}
+	// X-Forwarded-For is not trusted by default.
+	if got := s.RemoteAddr(); got != "127.0.0.1" {
+		t.Errorf("RemoteAddr = %q, want 127.0.0.1", got)
+	}
+}
+
+func TestTrustForwardedFor(t *testing.T) {
+	ts := startServer(t, primus.Config{TrustForwardedFor: true})
+	ts.dial(t, dialOpts{header: http.Header{"X-Forwarded-For": {" 203.0.113.9 , 10.0.0.1"}}})
+	if got := ts.nextSpark(t).RemoteAddr(); got != "203.0.113.9" {
+		t.Errorf("RemoteAddr = %q, want 203.0.113.9", got)
+	}
+	ts.dial(t, dialOpts{})
+	if got := ts.nextSpark(t).RemoteAddr(); got != "127.0.0.1" {
+		t.Errorf("RemoteAddr without header = %q, want 127.0.0.1", got)
+	}
+}
+
+func TestEcho(t *testing.T) {
+	ts := startServer(t, echoConfig())
+	c := ts.dial(t, dialOpts{})
+	for _, msg := range []string{`{"hello":"world"}`, `"plain string"`, `[1,2,3]`, `1`, `null`, `"café"`} {
+		c.send(t, msg)
+		c.expect(t, msg)
+	}
+}
+
+func TestDataDecode(t *testing.T) {
+	got := make(chan map[string]int, 1)
+	ts := startServer(t, primus.Config{OnConnection: func(s *primus.Spark) {
+		s.OnData(func(s *primus.Spark, d primus.Data) {
+			var v map[string]int
+			if err := d.Decode(&v); err != nil {
+				t.Errorf("Decode: %v", err)
+			}
+			got <- v
+		})
+	}})
+	c := ts.dial(t, dialOpts{})
+	c.send(t, `{"a":1}`)
+	if v := <-got; v["a"] != 1 {
+		t.Fatalf("decoded %v", v)
+	}
+}
+
+func TestWriteTypes(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	for _, tt := range []struct {
+		v    any
+		want string
+	}{
+		{map[string]any{"a": "<b>&"}, `{"a":"<b>&"}`},
+		{"plain string", `"plain string"`},
+		{[]int{1, 2, 3}, `[1,2,3]`},
+		{nil, `null`},
+		{1.5, `1.5`},
+	} {
+		if err := s.Write(tt.v); err != nil {
+			t.Fatalf("Write(%v): %v", tt.v, err)
+		}
+		c.expect(t, tt.want)
+	}
+	if err := s.Write(func() {}); err == nil {
+		t.Fatal("Write(func) succeeded")
+	}
+	if err := s.Write(make(chan int)); err == nil {
+		t.Fatal("Write(chan) succeeded")
+	}
+	// Nothing was sent for the failed writes.
+	_ = s.Write("marker")
+	c.expect(t, `"marker"`)
+}
+
+func TestInvalidJSON(t *testing.T) {
+	errs := newQueue[error]()
+	cfg := echoConfig()
+	echo := cfg.OnConnection
+	cfg.OnConnection = func(s *primus.Spark) {
+		echo(s)
+		s.OnError(func(_ *primus.Spark, err error) { errs.put(err) })
+	}
+	ts := startServer(t, cfg)
+	c := ts.dial(t, dialOpts{})
+	c.send(t, `{not json`)
+	ctx, cancel := waitCtx()
+	defer cancel()
+	err, ok := errs.get(ctx)
+	if !ok {
+		t.Fatal("no OnError for invalid JSON")
+	}
+	var pe *primus.ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("error %T %v, want *primus.ParseError", err, err)
+	}
+	if string(pe.Data) != `{not json` {
+		t.Errorf("ParseError.Data = %q", pe.Data)
+	}
+	// The message was dropped and the connection still works.
+	c.send(t, `{"echo":"still alive"}`)
+	c.expect(t, `{"echo":"still alive"}`)
+	if n := ts.Stats().ParseErrors; n != 1 {
+		t.Errorf("Stats().ParseErrors = %d, want 1", n)
+	}
+	// An empty text message is not JSON either.
+	c.send(t, ``)
+	if err, _ := errs.get(ctx); !errors.As(err, &pe) {
+		t.Fatalf("empty message: error %v", err)
+	}
+	c.send(t, `"ok"`)
+	c.expect(t, `"ok"`)
+}
+
+func TestUnknownProtocolMessageIsData(t *testing.T) {
+	ts := startServer(t, echoConfig())
+	c := ts.dial(t, dialOpts{})
+	for _, msg := range []string{`"primus::foo::bar"`, `"primus::ping::1"`, `"primus::server::close"`, `"primus::"`} {
+		c.send(t, msg)
+		// next, not expect: the echoed ping must not be skipped as a heartbeat.
+		if f := c.next(t); string(f.data) != msg {
+			t.Fatalf("echo of %s = %s", msg, f)
+		}
+	}
+	// A pong is not data: the next thing echoed is the marker.
+	c.send(t, `"primus::pong::whatever"`)
+	c.send(t, `"marker"`)
+	c.expect(t, `"marker"`)
+}
+
+func TestBinaryFrame(t *testing.T) {
+	got := make(chan primus.Data, 1)
+	ts := startServer(t, primus.Config{OnConnection: func(s *primus.Spark) {
+		s.OnData(func(_ *primus.Spark, d primus.Data) { got <- d })
+	}})
+	c := ts.dial(t, dialOpts{})
+	payload := []byte{0x7b, 0x00, 0xff, 0x10}
+	c.write(t, websocket.MessageBinary, payload)
+	d := <-got
+	if !d.IsBinary() || !bytes.Equal(d.Bytes(), payload) {
+		t.Fatalf("got %v %x, want binary %x", d.IsBinary(), d.Bytes(), payload)
+	}
+	if d.JSON() != nil {
+		t.Errorf("JSON() of binary data = %q, want nil", d.JSON())
+	}
+	var v any
+	if d.Decode(&v) == nil {
+		t.Error("Decode of binary data succeeded")
+	}
+	c.send(t, `{"a":1}`)
+	if d := <-got; d.IsBinary() || string(d.JSON()) != `{"a":1}` || d.String() != `{"a":1}` {
+		t.Fatalf("text data = %v %q", d.IsBinary(), d.Bytes())
+	}
+}
+
+func TestLineTerminatorsEscaped(t *testing.T) {
+	ts := startServer(t, echoConfig())
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	_ = s.Write(map[string]string{"s": "café \u2028 line\u2029"})
+	c.expect(t, `{"s":"café \u2028 line\u2029"}`)
+	// Raw U+2028 coming from a client is escaped on the way back out.
+	c.send(t, "\"a\u2028b\"")
+	f := c.nextData(t)
+	if string(f.data) != `"a\u2028b"` {
+		t.Fatalf("echo frame = %q, want %q", f.data, `"a\u2028b"`)
+	}
+	if bytes.Contains(f.data, []byte("\u2028")) {
+		t.Fatal("raw U+2028 on the wire")
+	}
+}
+
+func TestSparkValues(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	if _, ok := s.Get("k"); ok {
+		t.Fatal("Get of an unset key succeeded")
+	}
+	s.Set("k", 42)
+	if v, ok := s.Get("k"); !ok || v != 42 {
+		t.Fatalf("Get = %v %v", v, ok)
+	}
+}
+
+func TestEnd(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	ends := make(chan primus.CloseReason, 1)
+	s.OnEnd(func(_ *primus.Spark, r primus.CloseReason) { ends <- r })
+	_ = s.Write("last")
+	s.End()
+	if err := s.Write("after end"); !errors.Is(err, primus.ErrSparkClosed) {
+		t.Errorf("Write after End = %v, want ErrSparkClosed", err)
+	}
+	c.expect(t, `"last"`)
+	c.expect(t, `"primus::server::close"`)
+	if code := c.waitClosed(t); code != websocket.StatusNoStatusRcvd {
+		t.Fatalf("close status %v, want 1005 (no status)", code)
+	}
+	if rest := c.rest(t); len(rest) != 0 {
+		t.Fatalf("frames after server::close: %v", rest)
+	}
+	if got := ts.nextDisconnection(t); got != s {
+		t.Fatal("disconnection of another spark")
+	}
+	if r := <-ends; r != primus.ReasonEnded {
+		t.Errorf("OnEnd reason %v, want %v", r, primus.ReasonEnded)
+	}
+	if r := s.CloseReason(); r != primus.ReasonEnded {
+		t.Errorf("CloseReason %v, want %v", r, primus.ReasonEnded)
+	}
+	s.End() // a second End is harmless
+	if ts.Spark(s.ID()) != nil {
+		t.Error("closed spark still registered")
+	}
+	if st := ts.Stats(); st.Connections != 0 || st.ConnectionsTotal != 1 {
+		t.Errorf("Stats connections %d total %d", st.Connections, st.ConnectionsTotal)
+	}
+}
+
+func TestEndReconnect(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	_ = s.Write("last")
+	s.EndReconnect()
+	if code := c.waitClosed(t); code != websocket.StatusNoStatusRcvd {
+		t.Fatalf("close status %v, want 1005 (no status)", code)
+	}
+	rest := c.rest(t)
+	if len(rest) != 1 || string(rest[0].data) != `"last"` {
+		t.Fatalf("frames = %v, want only \"last\" (no server::close)", rest)
+	}
+	ts.nextDisconnection(t)
+	if r := s.CloseReason(); r != primus.ReasonEndedReconnect {
+		t.Errorf("CloseReason %v, want %v", r, primus.ReasonEndedReconnect)
+	}
+}
+
+func TestEndInOnConnection(t *testing.T) {
+	ts := startServer(t, primus.Config{OnConnection: func(s *primus.Spark) {
+		_ = s.Write("bye")
+		s.End()
+	}})
+	c := ts.dial(t, dialOpts{})
+	c.expect(t, `"bye"`)
+	c.expect(t, `"primus::server::close"`)
+	if code := c.waitClosed(t); code != websocket.StatusNoStatusRcvd {
+		t.Fatalf("close status %v", code)
+	}
+	ts.nextDisconnection(t)
+}
+
+func TestClientClose(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	if err := c.conn.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatalf("client close handshake: %v", err)
+	}
+	ts.nextDisconnection(t)
+	if r := s.CloseReason(); r != primus.ReasonClientClosed {
+		t.Errorf("CloseReason %v, want %v", r, primus.ReasonClientClosed)
+	}
+	if err := s.Write("x"); !errors.Is(err, primus.ErrSparkClosed) {
+		t.Errorf("Write after close = %v", err)
+	}
+}
+
+func TestClientDrop(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	c.close() // no close handshake
+	ts.nextDisconnection(t)
+	if r := s.CloseReason(); r != primus.ReasonClientClosed {
+		t.Errorf("CloseReason %v, want %v", r, primus.ReasonClientClosed)
+	}
+}
+
+func TestMaxLength(t *testing.T) {
+	errs := newQueue[error]()
+	cfg := echoConfig()
+	cfg.MaxLength = 64
+	echo := cfg.OnConnection
+	cfg.OnConnection = func(s *primus.Spark) {
+		echo(s)
+		s.OnError(func(_ *primus.Spark, err error) { errs.put(err) })
+	}
+	ts := startServer(t, cfg)
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	exact := `"` + strings.Repeat("a", 62) + `"` // 64 bytes: allowed
+	c.send(t, exact)
+	c.expect(t, exact)
+	c.send(t, `{"echo":"`+strings.Repeat("0123456789", 7)+`"}`)
+	if code := c.waitClosed(t); code != websocket.StatusMessageTooBig {
+		t.Fatalf("close status %v, want 1009", code)
+	}
+	ts.nextDisconnection(t)
+	if r := s.CloseReason(); r != primus.ReasonMessageTooLarge {
+		t.Errorf("CloseReason %v, want %v", r, primus.ReasonMessageTooLarge)
+	}
+	if errs.len() != 1 {
+		t.Errorf("%d OnError calls, want 1", errs.len())
+	}
+}
+
+func TestMaxLengthFragmented(t *testing.T) {
+	ts := startServer(t, primus.Config{MaxLength: 64})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	ctx, cancel := waitCtx()
+	defer cancel()
+	w, err := c.conn.Writer(ctx, websocket.MessageText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each fragment is small; together they are over the limit.
+	for range 5 {
+		if _, err := w.Write([]byte(strings.Repeat("x", 20))); err != nil {
+			break
+		}
+	}
+	_ = w.Close()
+	if code := c.waitClosed(t); code != websocket.StatusMessageTooBig {
+		t.Fatalf("close status %v, want 1009", code)
+	}
+	ts.nextDisconnection(t)
+	if r := s.CloseReason(); r != primus.ReasonMessageTooLarge {
+		t.Errorf("CloseReason %v", r)
+	}
+}
+
+func TestFragmentedMessage(t *testing.T) {
+	ts := startServer(t, echoConfig())
+	c := ts.dial(t, dialOpts{})
+	ctx, cancel := waitCtx()
+	defer cancel()
+	w, err := c.conn.Writer(ctx, websocket.MessageText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []string{`{"a":`, `"frag`, `mented"`, `}`} {
+		if _, err := w.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.expect(t, `{"a":"fragmented"}`)
+}
+
+// Raw frames: what coder/websocket would never send.
+
+func TestRawFragmentsWithPingInBetween(t *testing.T) {
+	ts := startServer(t, echoConfig())
+	c := ts.rawDial(t, "")
+	c.writeFrame(t, 0x01, []byte(`"he`), true)            // text, not final
+	c.writeFrame(t, 0x89, []byte("p"), true)              // ping inside the message
+	c.writeFrame(t, 0x00, []byte(`ll`), true)             // continuation
+	c.writeFrame(t, 0x80, []byte(`o"`), true)             // final continuation
+	c.writeFrame(t, 0x81, []byte(`"primus::id::"`), true) // an unrelated message
+	op, p, err := c.readFrame()
+	if err != nil || op != 0xA || string(p) != "p" {
+		t.Fatalf("got op %#x %q %v, want pong \"p\"", op, p, err)
+	}
+	op, p, err = c.readFrame()
+	if err != nil || op != 0x1 || string(p) != `"hello"` {
+		t.Fatalf("got op %#x %q %v, want text \"hello\"", op, p, err)
+	}
+	op, p, err = c.readFrame()
+	if err != nil || op != 0x1 || !strings.HasPrefix(string(p), `"primus::id::`) {
+		t.Fatalf("got op %#x %q %v, want id reply", op, p, err)
+	}
+}
+
+func TestProtocolErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		b0     byte
+		data   []byte
+		masked bool
+		want   int
+	}{
+		{"unmasked", 0x81, []byte(`"x"`), false, 1002},
+		{"opcode 3", 0x83, []byte(`"x"`), true, 1002},
+		{"opcode 0xB", 0x8B, nil, true, 1002},
+		{"rsv1", 0xC1, []byte(`"x"`), true, 1002},
+		{"continuation first", 0x80, []byte(`"x"`), true, 1002},
+		{"fragmented ping", 0x09, []byte(`x`), true, 1002},
+		{"long ping", 0x89, bytes.Repeat([]byte("x"), 126), true, 1002},
+		{"close 1 byte", 0x88, []byte{3}, true, 1002},
+		{"bad utf8", 0x81, []byte{'"', 0xff, '"'}, true, 1007},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, primus.Config{})
+			c := ts.rawDial(t, "")
+			s := ts.nextSpark(t)
+			c.writeFrame(t, tt.b0, tt.data, tt.masked)
+			if code := c.readClose(t); code != tt.want {
+				t.Fatalf("close code %d, want %d", code, tt.want)
+			}
+			ts.nextDisconnection(t)
+			if r := s.CloseReason(); r != primus.ReasonProtocolError {
+				t.Errorf("CloseReason %v, want %v", r, primus.ReasonProtocolError)
+			}
+		})
+	}
+}
+
+func TestRawDataInsideFragmentedMessage(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	c := ts.rawDial(t, "")
+	c.writeFrame(t, 0x01, []byte(`"a`), true)
+	c.writeFrame(t, 0x81, []byte(`"b"`), true) // a new message before the first ended
+	if code := c.readClose(t); code != 1002 {
+		t.Fatalf("close code %d, want 1002", code)
+	}
+}
+
+func TestRawClientCloseEchoed(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	c := ts.rawDial(t, "")
+	s := ts.nextSpark(t)
+	c.writeFrame(t, 0x88, []byte{0x03, 0xE8, 'b', 'y', 'e'}, true) // 1000 "bye"
+	if code := c.readClose(t); code != 1000 {
+		t.Fatalf("echoed close code %d, want 1000", code)
+	}
+	ts.nextDisconnection(t)
+	if r := s.CloseReason(); r != primus.ReasonClientClosed {
+		t.Errorf("CloseReason %v", r)
+	}
+}
+
+func TestEarlyFrameAfterHandshake(t *testing.T) {
+	// A client may send its first frame right behind the request; the
+	// server must not lose the bytes net/http read ahead.
+	ts := startServer(t, echoConfig())
+	early := append(buildFrame(0x81, []byte(`"first"`), true), buildFrame(0x81, []byte(`"second"`), true)...)
+	c := ts.rawDialEarly(t, "", early)
+	for _, want := range []string{`"first"`, `"second"`} {
+		op, p, err := c.readFrame()
+		if err != nil || op != 1 || string(p) != want {
+			t.Fatalf("got %#x %q %v, want %s", op, p, err, want)
+		}
+	}
+}
