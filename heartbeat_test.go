@@ -1,0 +1,183 @@
+package primus_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/primusgo/primus"
+)
+
+const beat = 50 * time.Millisecond
+
+// waitPings waits until c has seen n heartbeat pings, or fails if it closes.
+func waitPings(t *testing.T, c *client, n int) {
+	t.Helper()
+	for int(c.pings.Load()) < n {
+		c.next(t)
+	}
+}
+
+func TestHeartbeatPongKeepsAlive(t *testing.T) {
+	ts := startServer(t, primus.Config{PingInterval: beat})
+	c := ts.dial(t, dialOpts{autoPong: true})
+	s := ts.nextSpark(t)
+	before := time.Now().UnixMilli()
+	f := c.next(t)
+	if !f.isPing() {
+		t.Fatalf("first frame %s, want a ping", f)
+	}
+	ms, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(string(f.data), `"primus::ping::`), `"`), 10, 64)
+	if err != nil || ms < before-1000 || ms > time.Now().UnixMilli()+1000 {
+		t.Fatalf("ping %s does not carry the server time in ms (%v)", f, err)
+	}
+	waitPings(t, c, 6)
+	// Still open: a write gets through.
+	_ = s.Write("alive")
+	c.expect(t, `"alive"`)
+	if n := ts.Stats().HeartbeatTimeouts; n != 0 {
+		t.Fatalf("HeartbeatTimeouts = %d", n)
+	}
+}
+
+func TestHeartbeatSilentClientClosed(t *testing.T) {
+	ts := startServer(t, primus.Config{PingInterval: beat})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	if code := c.waitClosed(t); code != websocket.StatusNoStatusRcvd {
+		t.Fatalf("close status %v, want 1005 (no status)", code)
+	}
+	for _, f := range c.rest(t) {
+		if !f.isPing() {
+			t.Fatalf("unexpected frame %s (a heartbeat death sends no server::close)", f)
+		}
+	}
+	if n := c.pings.Load(); n != 1 {
+		t.Errorf("saw %d pings before the close, want 1", n)
+	}
+	ts.nextDisconnection(t)
+	if r := s.CloseReason(); r != primus.ReasonHeartbeatTimeout {
+		t.Fatalf("CloseReason %v, want %v", r, primus.ReasonHeartbeatTimeout)
+	}
+	if n := ts.Stats().HeartbeatTimeouts; n != 1 {
+		t.Fatalf("HeartbeatTimeouts = %d, want 1", n)
+	}
+}
+
+func TestHeartbeatWebSocketPingKeepsAlive(t *testing.T) {
+	ts := startServer(t, primus.Config{PingInterval: beat})
+	c := ts.dial(t, dialOpts{}) // never answers primus pings
+	s := ts.nextSpark(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	pinger := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(beat / 4)
+		defer tick.Stop()
+		for {
+			pctx, pcancel := context.WithTimeout(ctx, waitTimeout)
+			err := c.conn.Ping(pctx) // the reader goroutine reads the pong
+			pcancel()
+			if err != nil {
+				pinger <- err
+				return
+			}
+			select {
+			case <-ctx.Done():
+				pinger <- nil
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	waitPings(t, c, 6)
+	cancel()
+	if err := <-pinger; err != nil {
+		t.Fatalf("WebSocket ping failed: %v", err)
+	}
+	_ = s.Write("alive")
+	c.expect(t, `"alive"`)
+	if n := ts.Stats().HeartbeatTimeouts; n != 0 {
+		t.Fatalf("HeartbeatTimeouts = %d", n)
+	}
+}
+
+func TestHeartbeatDataDoesNotKeepAlive(t *testing.T) {
+	ts := startServer(t, primus.Config{PingInterval: beat, OnConnection: echoConfig().OnConnection})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		tick := time.NewTicker(beat / 5)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			err := c.conn.Write(ctx, websocket.MessageText, []byte(strconv.Itoa(i)))
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	code := c.waitClosed(t)
+	close(stop)
+	<-sent
+	if code != websocket.StatusNoStatusRcvd {
+		t.Fatalf("close status %v, want 1005", code)
+	}
+	ts.nextDisconnection(t)
+	if r := s.CloseReason(); r != primus.ReasonHeartbeatTimeout {
+		t.Fatalf("CloseReason %v, want %v", r, primus.ReasonHeartbeatTimeout)
+	}
+	echoes := 0
+	for _, f := range c.rest(t) {
+		if !f.isPing() {
+			echoes++
+		}
+	}
+	if echoes == 0 {
+		t.Error("no data was echoed before the heartbeat close; the test did not exercise data frames")
+	}
+}
+
+func TestHeartbeatDisabled(t *testing.T) {
+	ts := startServer(t, primus.Config{PingInterval: -1})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	// With heartbeats on at this interval the silent client would be gone
+	// long before the marker; there is nothing to wait for but time.
+	time.Sleep(3 * beat)
+	_ = s.Write("marker")
+	c.expect(t, `"marker"`)
+	if n := c.pings.Load(); n != 0 {
+		t.Fatalf("%d pings with heartbeats disabled", n)
+	}
+}
+
+// An http.Server's ReadTimeout must not reach into hijacked WebSocket
+// connections: a healthy spark lives longer than it.
+func TestHTTPServerTimeoutsDoNotKillSparks(t *testing.T) {
+	ts := startServer(t, primus.Config{PingInterval: beat}, func(hs *httptest.Server) {
+		hs.Config.ReadTimeout = 2 * beat
+		hs.Config.WriteTimeout = 2 * beat
+	})
+	c := ts.dial(t, dialOpts{autoPong: true})
+	s := ts.nextSpark(t)
+	waitPings(t, c, 8) // 400ms: twice the timeouts
+	c.send(t, `"primus::id::"`)
+	c.expect(t, `"primus::id::`+s.ID()+`"`)
+	if r := s.CloseReason(); r != primus.ReasonNone {
+		t.Fatalf("spark closed: %v", r)
+	}
+}
