@@ -69,8 +69,10 @@ func (srv *Server) serveHTTPSurface(w http.ResponseWriter, r *http.Request) {
 		if srv.cfg.PingInterval < 0 {
 			spec.PingInterval = false
 		}
+		// json.Marshal, not an Encoder: the original's body has no trailing newline.
+		body, _ := json.Marshal(spec)
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(spec)
+		_, _ = w.Write(body)
 		return
 	case "/primus.js":
 		if srv.cfg.ClientLibrary != nil {
