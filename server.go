@@ -28,6 +28,7 @@ type Server struct {
 	sparks    [32]sparkShard
 
 	wg       sync.WaitGroup // reader and writer goroutines
+	gate     sync.Mutex     // orders wg.Add of new sparks before Shutdown's wg.Wait
 	closing  atomic.Bool
 	stopBeat chan struct{}
 	beatDone chan struct{}
@@ -138,16 +139,20 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		reader:     ws.NewReader(conn, early),
 	}
 	s.alive.Store(true)
+	srv.gate.Lock()
+	if srv.closing.Load() {
+		srv.gate.Unlock()
+		// Shutdown began during the handshake.
+		_, _ = conn.Write(ws.CloseFrame(ws.CloseGoingAway, ""))
+		conn.Close()
+		return
+	}
 	srv.wg.Add(1)
 	srv.addSpark(s)
+	srv.gate.Unlock()
 	srv.stats.connectionsTotal.Add(1)
 	if fn := srv.cfg.OnConnection; fn != nil {
 		fn(s)
-	}
-	if srv.closing.Load() {
-		// Shutdown began while this spark was being set up and may have
-		// missed it in the registry.
-		s.end(ReasonShutdown)
 	}
 	// A fresh goroutine with a small stack reads the connection; the HTTP
 	// server's goroutine, with its deep stack, returns now.
@@ -228,7 +233,10 @@ func (srv *Server) Write(v any) error {
 // reconnect-style (clients move to another node), stops the heartbeat,
 // closes the broker, and waits for the server's goroutines or ctx.
 func (srv *Server) Shutdown(ctx context.Context) error {
-	if srv.closing.Swap(true) {
+	srv.gate.Lock()
+	already := srv.closing.Swap(true)
+	srv.gate.Unlock()
+	if already {
 		return ErrServerClosed
 	}
 	close(srv.stopBeat)
