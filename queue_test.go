@@ -1,0 +1,127 @@
+package primus_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/primusgo/primus"
+)
+
+// A client that never reads is closed as a slow consumer once its queue
+// overflows, while a reading client in the same room gets every message,
+// in order, without waiting for it.
+func TestSlowConsumer(t *testing.T) {
+	const payload = 32 << 10
+	ts := startServer(t, primus.Config{MaxQueueBytes: 256 << 10})
+	slow := ts.dial(t, dialOpts{noRead: true})
+	slowSpark := ts.nextSpark(t)
+	fast := ts.dial(t, dialOpts{readLimit: 1 << 20})
+	fastSpark := ts.nextSpark(t)
+	_ = slowSpark.Join("r")
+	_ = fastSpark.Join("r")
+	var ends []primus.CloseReason
+	slowSpark.OnEnd(func(_ *primus.Spark, r primus.CloseReason) { ends = append(ends, r) })
+
+	pad := strings.Repeat("x", payload)
+	type msg struct {
+		I   int    `json:"i"`
+		Pad string `json:"pad"`
+	}
+	closedAt := -1
+	for i := 0; i < 4000; i++ {
+		if err := ts.Room("r").Write(msg{i, pad}); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		// The reading client keeps up, message by message.
+		f := fast.nextData(t)
+		var m msg
+		if err := json.Unmarshal(f.data, &m); err != nil || m.I != i || len(m.Pad) != payload {
+			t.Fatalf("fast client got message %d (%v), want %d", m.I, err, i)
+		}
+		if closedAt < 0 {
+			if _, ok := ts.discs.tryGet(); ok {
+				closedAt = i
+			}
+		} else if i >= closedAt+20 {
+			break
+		}
+	}
+	if closedAt < 0 {
+		t.Fatal("the slow consumer was never closed")
+	}
+	t.Logf("slow consumer closed after %d messages of %d KiB", closedAt+1, payload>>10)
+	if r := slowSpark.CloseReason(); r != primus.ReasonSlowConsumer {
+		t.Fatalf("CloseReason %v, want %v", r, primus.ReasonSlowConsumer)
+	}
+	if len(ends) != 1 || ends[0] != primus.ReasonSlowConsumer {
+		t.Fatalf("OnEnd reasons %v", ends)
+	}
+	st := ts.Stats()
+	if st.SlowConsumers != 1 {
+		t.Fatalf("Stats().SlowConsumers = %d, want 1", st.SlowConsumers)
+	}
+	if st.Drops == 0 {
+		t.Error("Stats().Drops = 0")
+	}
+	if got := ts.Clients("r"); len(got) != 1 || got[0] != fastSpark.ID() {
+		t.Fatalf("room members after the close: %v", got)
+	}
+	if fastSpark.CloseReason() != primus.ReasonNone {
+		t.Fatal("the fast client was closed")
+	}
+	slow.close()
+}
+
+// One frame larger than MaxQueueBytes is accepted when the queue is empty:
+// the bound is on backlog, not on message size.
+func TestLargeWriteToIdleSpark(t *testing.T) {
+	ts := startServer(t, primus.Config{MaxQueueBytes: 1 << 10})
+	c := ts.dial(t, dialOpts{readLimit: 1 << 20})
+	s := ts.nextSpark(t)
+	big := strings.Repeat("y", 64<<10)
+	if err := s.Write(big); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	c.expect(t, `"`+big+`"`)
+	if s.CloseReason() != primus.ReasonNone || ts.Stats().SlowConsumers != 0 {
+		t.Fatal("closed as a slow consumer")
+	}
+}
+
+// Writes to one spark from many goroutines all arrive, each frame intact.
+func TestConcurrentWrites(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	const writers, each = 8, 200
+	done := make(chan struct{})
+	for w := range writers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range each {
+				if err := s.Write([2]int{w, i}); err != nil {
+					t.Errorf("Write: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	for range writers {
+		<-done
+	}
+	next := make([]int, writers)
+	for range writers * each {
+		var v [2]int
+		if err := json.Unmarshal(c.nextData(t).data, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v[1] != next[v[0]] {
+			t.Fatalf("writer %d: got %d, want %d (per-writer order lost)", v[0], v[1], next[v[0]])
+		}
+		next[v[0]]++
+	}
+	if n := ts.Stats().FramesOut; n != writers*each {
+		t.Errorf("FramesOut = %d, want %d", n, writers*each)
+	}
+}
