@@ -95,7 +95,6 @@ func (c *testClient) next() string {
 			c.t.Fatal("timed out waiting for a message")
 		}
 	}
-	return ""
 }
 
 func (c *testClient) expect(want string) {
