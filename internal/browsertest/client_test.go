@@ -154,14 +154,14 @@ func TestClientAgainstStub(t *testing.T) {
 
 	t.Run("PingPong", func(t *testing.T) {
 		t.Parallel()
-		// The served library gets pingTimeout 450 ms compiled in. Seeing four
-		// pongs (> 1.2 s) on one connection without an offline event shows
+		// The served library gets pingTimeout 600 ms compiled in. Seeing four
+		// pongs (> 1.6 s) on one connection without an offline event shows
 		// every ping resets the timeout.
-		s, tab := withStub(t, browser, 300*time.Millisecond)
+		s, tab := withStub(t, browser, 400*time.Millisecond)
 		Exec(t, tab, `window.p = track(new Primus(location.origin));
 			window.q = track(new Primus(location.origin, {pingTimeout: false}), 'q');`)
 		WaitFor(t, tab, wait, `count('open') === 2`, "open")
-		check(t, tab, `p.options.pingTimeout === 450 && q.options.pingTimeout === false`)
+		check(t, tab, `p.options.pingTimeout === 600 && q.options.pingTimeout === false`)
 		check(t, tab, `'heartbeat' in p._timers && !('heartbeat' in q._timers)`)
 		c := s.conn(0)
 		s.await(wait, "4 pongs", func() bool { return len(c.pongs) >= 4 })
@@ -181,7 +181,7 @@ func TestClientAgainstStub(t *testing.T) {
 
 	t.Run("PingTimeoutReconnects", func(t *testing.T) {
 		t.Parallel()
-		s, tab := withStub(t, browser, 300*time.Millisecond)
+		s, tab := withStub(t, browser, 400*time.Millisecond)
 		Exec(t, tab, `window.p = track(new Primus(location.origin, {reconnect: {min: 100}}));
 			p.on('open', function () { p.write({join: 'room'}); });`)
 		WaitFor(t, tab, wait, `count('incoming::ping') >= 1`, "a first ping")
