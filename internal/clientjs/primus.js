@@ -69,9 +69,7 @@
 
   function now() { return new Date().getTime(); }
 
-  // ---------------------------------------------------------------------
-  // Minimal event emitter.
-  // ---------------------------------------------------------------------
+  // --- minimal event emitter -----------------------------------------------
   function Emitter() {}
 
   Emitter.prototype.on = function on(event, fn) {
@@ -129,10 +127,8 @@
     return true;
   };
 
-  // ---------------------------------------------------------------------
-  // Cache buster: the time in ms in a 64-character alphabet, plus ".<n>"
+  // --- cache buster: the time in ms in a 64-character alphabet, plus ".<n>"
   // when several are made within one millisecond.
-  // ---------------------------------------------------------------------
   var alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_';
   var lastStamp = '', sameStamp = 0;
 
@@ -155,9 +151,7 @@
     return stamp + '.' + encode(sameStamp++);
   }
 
-  // ---------------------------------------------------------------------
-  // Primus
-  // ---------------------------------------------------------------------
+  // --- Primus ---------------------------------------------------------------
   function has(own, key) { return Object.prototype.hasOwnProperty.call(own, key); }
 
   function pick(options, key, fallback) {
@@ -477,7 +471,6 @@
       return this._strategy('disconnect') ? this._reconnect() : this.end();
     }
     // The first connection could not be established.
-    this._clear('connect');
     return this._strategy('timeout') ? this._reconnect() : this.end();
   };
 
