@@ -1,0 +1,224 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// conn is one WebSocket connection of a Client, with its reader and writer
+// goroutines and heartbeat timer. A Client has at most one at a time.
+type conn struct {
+	c      *Client
+	ws     *websocket.Conn
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // reader and writer
+
+	failOnce sync.Once
+	err      error // why the connection ended; written once in failOnce
+
+	// serverClose is set by the reader when the server announced
+	// "primus::server::close"; only the reader touches it.
+	serverClose bool
+	heartbeat   *time.Timer // nil when the ping timeout is disabled
+
+	// Guarded by c.mu.
+	ctrl    [][]byte // control frames (pong, id request), sent first
+	id      string
+	idKnown bool
+	idWait  chan struct{} // closed when the id arrives
+}
+
+func newConn(c *Client, ws *websocket.Conn) *conn {
+	cn := &conn{c: c, ws: ws}
+	cn.ctx, cn.cancel = context.WithCancel(c.ctx)
+	return cn
+}
+
+func (cn *conn) start() {
+	if d := cn.c.opts.pingTimeout; d > 0 {
+		// The heartbeat deadline: if the server's pings stop (dead server,
+		// half-open TCP, or a reader stalled by the application), give up
+		// on the connection.
+		cn.heartbeat = time.AfterFunc(d, func() { cn.fail(ErrPingTimeout) })
+	}
+	cn.wg.Add(2)
+	go cn.readLoop()
+	go cn.writeLoop()
+}
+
+// fail ends the connection abruptly with err as the reason; the first reason
+// wins.
+func (cn *conn) fail(err error) {
+	cn.failOnce.Do(func() {
+		cn.err = err
+		cn.detach()
+		cn.ws.CloseNow()
+	})
+}
+
+// shutdown ends the connection with a normal close handshake (Close).
+func (cn *conn) shutdown() {
+	cn.failOnce.Do(func() {
+		cn.err = ErrClosed
+		cn.detach()
+		cn.ws.Close(websocket.StatusNormalClosure, "")
+	})
+}
+
+// detach makes cn no longer current and cancels its context, in that order,
+// so that whoever sees cn.ctx done also sees c.cur updated.
+func (cn *conn) detach() {
+	c := cn.c
+	c.mu.Lock()
+	if c.cur == cn {
+		c.cur = nil
+		c.opened = make(chan struct{})
+	}
+	cn.ctrl = nil
+	c.mu.Unlock()
+	cn.cancel()
+}
+
+// wait waits for the reader and writer to exit and stops the heartbeat.
+func (cn *conn) wait() {
+	cn.wg.Wait()
+	if cn.heartbeat != nil {
+		cn.heartbeat.Stop()
+	}
+}
+
+// reason returns why the connection ended. Only valid once it has.
+func (cn *conn) reason() error {
+	// Synchronises with the goroutine that won failOnce (for example the
+	// heartbeat timer's), so err is safe to read.
+	cn.failOnce.Do(func() {})
+	return cn.err
+}
+
+func (cn *conn) readLoop() {
+	defer cn.wg.Done()
+	for {
+		// No context: cancelling a read context makes websocket close the
+		// connection abruptly, and ending is fail's and shutdown's job.
+		typ, b, err := cn.ws.Read(context.Background())
+		if err != nil {
+			if cn.serverClose {
+				err = ErrServerEnded
+			} else {
+				err = wrapErr("read", err)
+			}
+			cn.fail(err)
+			return
+		}
+		if !cn.handle(typ, b) {
+			return
+		}
+	}
+}
+
+// handle processes one received frame. It returns false when the reader must
+// stop (the connection ended while a message waited for the application).
+func (cn *conn) handle(typ websocket.MessageType, b []byte) bool {
+	c := cn.c
+	if typ == websocket.MessageBinary {
+		if b == nil {
+			b = []byte{}
+		}
+		return cn.deliver(Message{Binary: b})
+	}
+	if !json.Valid(b) {
+		err := fmt.Errorf("%w from the server (frame dropped): %.64q", ErrInvalidJSON, b)
+		c.log.Warn("primus client: dropped a frame that is not valid JSON", "len", len(b))
+		if f := c.opts.onError; f != nil {
+			f(err)
+		}
+		return true
+	}
+	p, ok := parseProtocol(b)
+	if !ok {
+		return cn.deliver(Message{Data: b})
+	}
+	switch p.kind {
+	case "ping":
+		if cn.heartbeat != nil {
+			cn.heartbeat.Reset(c.opts.pingTimeout)
+		}
+		cn.send(pongFor(p.value))
+	case "id":
+		c.mu.Lock()
+		cn.id, cn.idKnown = p.value, true
+		if cn.idWait != nil {
+			close(cn.idWait)
+			cn.idWait = nil
+		}
+		c.mu.Unlock()
+	case "server":
+		// Only "close" matters; other primus::server:: messages are
+		// swallowed, as in the original.
+		if p.value == "close" {
+			cn.serverClose = true
+		}
+	}
+	return true
+}
+
+// deliver hands a message to the application: the handler, or the Messages
+// channel with backpressure.
+func (cn *conn) deliver(m Message) bool {
+	c := cn.c
+	if h := c.opts.handler; h != nil {
+		h(m)
+		return true
+	}
+	select {
+	case c.msgs <- m:
+		return true
+	case <-cn.ctx.Done():
+		c.log.Warn("primus client: connection ended while a message waited for the application; message lost")
+		return false
+	}
+}
+
+// send queues a control frame ahead of all data.
+func (cn *conn) send(b []byte) {
+	c := cn.c
+	c.mu.Lock()
+	if cn.ctx.Err() == nil {
+		cn.ctrl = append(cn.ctrl, b)
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (cn *conn) writeLoop() {
+	defer cn.wg.Done()
+	c := cn.c
+	for {
+		b, seq, ok := c.next(cn)
+		if !ok {
+			select {
+			case <-cn.ctx.Done():
+				return
+			case <-c.wake:
+			}
+			continue
+		}
+		// No context, as for reads: websocket closes the connection
+		// abruptly when a write's context is cancelled, even one racing
+		// with a write that already went out, which would turn Close
+		// into a reset. A stuck write is released by fail or shutdown
+		// closing the connection (the ping timeout bounds it).
+		err := cn.ws.Write(context.Background(), websocket.MessageText, b)
+		c.sent(seq)
+		if err != nil {
+			cn.fail(wrapErr("write", err))
+			return
+		}
+	}
+}
