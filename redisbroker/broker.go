@@ -1,0 +1,483 @@
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/primusgo/primus"
+	"github.com/redis/rueidis"
+)
+
+// Errors returned by Publish (besides Redis errors and primus.ErrBrokerClosed).
+var (
+	// ErrNotConnected: the broker has not reached Redis since it started.
+	ErrNotConnected = errors.New("redisbroker: not connected to Redis")
+	// ErrTooLarge: the payload would exceed Config.MaxPayload.
+	ErrTooLarge = errors.New("redisbroker: message exceeds MaxPayload")
+	// ErrEmptyData: a message without data cannot be published.
+	ErrEmptyData = errors.New("redisbroker: message has no data")
+	// ErrExceptUnsupported: compat mode with CompatRejectExcept refused a
+	// message with an except list.
+	ErrExceptUnsupported = errors.New("redisbroker: compat mode cannot carry except lists")
+)
+
+// Broker is a primus.Broker on Redis Pub/Sub (single instance or Sentinel),
+// in native or compat (primus-redis-rooms 0.3) mode. Create it with New.
+type Broker struct {
+	cfg           Config
+	log           *slog.Logger
+	opt           rueidis.ClientOption
+	sentinel      bool
+	roomPrefix    string // native: "<channel>:room:"
+	nodeChannel   string // "<channel>:node:<id>" (probes)
+	compatChannel string // compat: "<channel>.<id>", where this node publishes
+	compatPattern string // compat: "<channel>.*"
+	probePrefix   string
+
+	client atomic.Pointer[clientBox]
+
+	// mu guards the room index and the handler.
+	mu       sync.RWMutex
+	rooms    map[string]*roomState
+	toSub    map[string]struct{}  // native: wanted rooms not yet subscribed
+	unwanted map[string]time.Time // native: rooms left, still subscribed, since when
+	hosted   int                  // rooms with wanted == true
+	handler  primus.BrokerHandler
+	started  bool
+
+	kick      chan struct{}
+	attempted chan struct{} // closed when the first connection attempt is over
+	done      chan struct{}
+	closing   atomic.Bool
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	queues []chan inbound
+	seed   maphash.Seed
+
+	epoch      time.Time
+	lastRecv   atomic.Int64 // nanoseconds since epoch of the last Pub/Sub message
+	probeSeq   atomic.Uint64
+	probeAcked atomic.Uint64
+	msgSeq     atomic.Uint64
+
+	stats counters
+}
+
+type clientBox struct{ c rueidis.Client }
+
+type roomState struct {
+	wanted     bool // the server declared local members
+	subscribed bool // native: SUBSCRIBEd (or being) on the current connection
+}
+
+// inbound is a Pub/Sub message on its way to a worker.
+type inbound struct {
+	channel, payload string
+}
+
+var _ primus.Broker = (*Broker)(nil)
+
+// New validates cfg and returns a broker. It does not connect: Start does,
+// in the background, and keeps reconnecting for the broker's lifetime.
+func New(cfg Config) (*Broker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	opt, err := cfg.clientOption()
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{
+		cfg:           cfg,
+		log:           cfg.Logger.With("component", "redisbroker", "mode", cfg.Mode.String(), "node", cfg.NodeID),
+		opt:           opt,
+		sentinel:      len(cfg.SentinelAddrs) > 0,
+		roomPrefix:    cfg.Channel + ":room:",
+		nodeChannel:   cfg.Channel + ":node:" + cfg.NodeID,
+		compatChannel: cfg.Channel + "." + cfg.NodeID,
+		compatPattern: cfg.Channel + ".*",
+		probePrefix:   "primus-probe:",
+		rooms:         make(map[string]*roomState),
+		toSub:         make(map[string]struct{}),
+		unwanted:      make(map[string]time.Time),
+		kick:          make(chan struct{}, 1),
+		attempted:     make(chan struct{}),
+		done:          make(chan struct{}),
+		queues:        make([]chan inbound, cfg.Workers),
+		seed:          maphash.MakeSeed(),
+		epoch:         time.Now(),
+	}
+	for i := range b.queues {
+		b.queues[i] = make(chan inbound, cfg.QueueSize)
+	}
+	return b, nil
+}
+
+// NodeID is this node's id: the origin in native envelopes and the channel
+// suffix in compat mode.
+func (b *Broker) NodeID() string { return b.cfg.NodeID }
+
+// Mode is the broker's wire mode.
+func (b *Broker) Mode() Mode { return b.cfg.Mode }
+
+// RoomChannel is the native-mode Redis channel of room under prefix.
+func RoomChannel(prefix, room string) string { return prefix + ":room:" + room }
+
+// NodeChannel is the Redis channel a node with nodeID listens on for its
+// probes (both modes).
+func NodeChannel(prefix, nodeID string) string { return prefix + ":node:" + nodeID }
+
+// Start implements primus.Broker: it starts the receive workers and the
+// connection loop and returns at once; if Redis is unreachable the broker
+// keeps trying in the background (Publish fails meanwhile). ctx is not
+// retained: Close ends the broker.
+func (b *Broker) Start(_ context.Context, h primus.BrokerHandler) error {
+	if h == nil {
+		return errors.New("redisbroker: nil handler")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing.Load() {
+		return primus.ErrBrokerClosed
+	}
+	if b.started {
+		return errors.New("redisbroker: already started")
+	}
+	b.started = true
+	b.handler = h
+	for _, q := range b.queues {
+		b.wg.Add(1)
+		go b.worker(q)
+	}
+	b.wg.Add(1)
+	go b.run()
+	return nil
+}
+
+// Close implements primus.Broker: it closes the Redis connections and
+// waits for the workers; no handler call starts after it returns. If a
+// connection attempt is in flight, Close waits for it (at most DialTimeout).
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closing.Store(true)
+		b.mu.Unlock()
+		close(b.done)
+		b.wg.Wait()
+		if cb := b.client.Swap(nil); cb != nil {
+			cb.c.Close()
+		}
+		b.stats.connected.Store(false)
+	})
+	return nil
+}
+
+// Subscribe implements primus.Broker. It never blocks on the network: the
+// connection loop applies the subscription (batched with others).
+func (b *Broker) Subscribe(room string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.rooms[room]
+	if st == nil {
+		st = &roomState{}
+		b.rooms[room] = st
+	}
+	if st.wanted {
+		return
+	}
+	st.wanted = true
+	b.hosted++
+	if b.cfg.Mode == Compat {
+		return
+	}
+	delete(b.unwanted, room)
+	if !st.subscribed {
+		b.toSub[room] = struct{}{}
+		b.kickLoop()
+	}
+}
+
+// Unsubscribe implements primus.Broker. In native mode the channel is
+// unsubscribed lazily, UnsubscribeDelay later, if the room has not been
+// subscribed again meanwhile; messages for it are ignored from now on.
+func (b *Broker) Unsubscribe(room string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.rooms[room]
+	if st == nil || !st.wanted {
+		return
+	}
+	st.wanted = false
+	b.hosted--
+	if b.cfg.Mode == Compat || !st.subscribed {
+		delete(b.rooms, room)
+		delete(b.toSub, room)
+		return
+	}
+	b.unwanted[room] = time.Now()
+	if b.cfg.UnsubscribeDelay == 0 {
+		b.kickLoop()
+	}
+}
+
+func (b *Broker) kickLoop() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Broker) hosts(room string) bool {
+	b.mu.RLock()
+	st := b.rooms[room]
+	ok := st != nil && st.wanted
+	b.mu.RUnlock()
+	return ok
+}
+
+// Publish implements primus.Broker. Native mode publishes one envelope on
+// the channel of every distinct room of m (one pipelined round trip);
+// compat mode publishes one primus-redis-rooms payload per room on this
+// node's channel. The call is bounded by ctx and CommandTimeout. Errors
+// are counted in Stats.PublishErrors.
+func (b *Broker) Publish(ctx context.Context, m *primus.Message) error {
+	err := b.publish(ctx, m)
+	if err != nil {
+		b.stats.publishErrors.Add(1)
+		return err
+	}
+	b.stats.published.Add(1)
+	return nil
+}
+
+func (b *Broker) publish(ctx context.Context, m *primus.Message) error {
+	if b.closing.Load() {
+		return primus.ErrBrokerClosed
+	}
+	rooms := uniqueRooms(m.Rooms)
+	if len(rooms) == 0 {
+		return nil
+	}
+	if len(m.Data) == 0 {
+		return ErrEmptyData
+	}
+	cb := b.client.Load()
+	if cb == nil {
+		// Right after Start, wait for the first connection attempt (fast
+		// on a reachable Redis) instead of failing writes made at once.
+		select {
+		case <-b.attempted:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.done:
+			return primus.ErrBrokerClosed
+		}
+		if cb = b.client.Load(); cb == nil {
+			return ErrNotConnected
+		}
+	}
+	c := cb.c
+	cmds := make(rueidis.Commands, 0, len(rooms))
+	if b.cfg.Mode == Native {
+		em := primus.Message{ID: m.ID, Origin: b.cfg.NodeID, Rooms: rooms, Except: m.Except, Data: m.Data}
+		if em.ID == "" {
+			em.ID = strconv.FormatUint(b.msgSeq.Add(1), 36)
+		}
+		size := envelopeSize(&em)
+		if size > b.cfg.MaxPayload {
+			return ErrTooLarge
+		}
+		payload := rueidis.BinaryString(AppendEnvelope(make([]byte, 0, size), &em))
+		for _, r := range rooms {
+			cmds = append(cmds, c.B().Publish().Channel(b.roomPrefix+r).Message(payload).Build())
+		}
+	} else {
+		if len(m.Except) > 0 {
+			if b.cfg.CompatRejectExcept {
+				return ErrExceptUnsupported
+			}
+			b.stats.exceptNotCarried.Add(1)
+		}
+		for _, r := range rooms {
+			p := appendCompat(make([]byte, 0, len(r)+len(m.Data)+20), r, m.Data)
+			if len(p) > b.cfg.MaxPayload {
+				return ErrTooLarge
+			}
+			cmds = append(cmds, c.B().Publish().Channel(b.compatChannel).Message(rueidis.BinaryString(p)).Build())
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
+	defer cancel()
+	if len(cmds) == 1 {
+		if err := c.Do(ctx, cmds[0]).Error(); err != nil {
+			return fmt.Errorf("redisbroker: publish: %w", err)
+		}
+		return nil
+	}
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("redisbroker: publish: %w", err)
+		}
+	}
+	return nil
+}
+
+// uniqueRooms returns rooms without duplicates, in first-occurrence order
+// (rooms itself when it has none).
+func uniqueRooms(rooms []string) []string {
+	for i := 1; i < len(rooms); i++ {
+		for j := range i {
+			if rooms[i] == rooms[j] {
+				return dedupe(rooms)
+			}
+		}
+	}
+	return rooms
+}
+
+func dedupe(rooms []string) []string {
+	out := make([]string, 0, len(rooms))
+	seen := make(map[string]struct{}, len(rooms))
+	for _, r := range rooms {
+		if _, ok := seen[r]; !ok {
+			seen[r] = struct{}{}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// onMessage is the Pub/Sub hook. It runs on the Redis connection's reading
+// goroutine, so it only classifies and hands the message to a worker; it
+// never blocks.
+func (b *Broker) onMessage(m rueidis.PubSubMessage) {
+	b.lastRecv.Store(int64(time.Since(b.epoch)))
+	if m.Channel == b.nodeChannel {
+		if seq, ok := strings.CutPrefix(m.Message, b.probePrefix); ok {
+			if n, err := strconv.ParseUint(seq, 10, 64); err == nil && n > b.probeAcked.Load() {
+				b.probeAcked.Store(n)
+			}
+		}
+		return
+	}
+	if b.closing.Load() || m.Channel == b.compatChannel {
+		// Compat: our own publications come back through the pattern;
+		// local members already have them.
+		return
+	}
+	if len(m.Message) > b.cfg.MaxPayload {
+		b.stats.oversized.Add(1)
+		return
+	}
+	q := b.queues[maphash.String(b.seed, m.Channel)%uint64(len(b.queues))]
+	select {
+	case q <- inbound{channel: m.Channel, payload: m.Message}:
+	default:
+		b.stats.dropped.Add(1)
+	}
+}
+
+func (b *Broker) worker(q chan inbound) {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.done:
+			return
+		case in := <-q:
+			if b.closing.Load() {
+				return
+			}
+			if b.cfg.Mode == Native {
+				b.handleNative(in)
+			} else {
+				b.handleCompat(in)
+			}
+		}
+	}
+}
+
+// delivery is the message handed to the server, with room storage inline
+// (one allocation per delivery).
+type delivery struct {
+	msg  primus.Message
+	room [1]string
+}
+
+func (b *Broker) handleNative(in inbound) {
+	room, ok := strings.CutPrefix(in.channel, b.roomPrefix)
+	if !ok {
+		b.stats.ignored.Add(1)
+		return
+	}
+	env, err := decodeEnvelope(in.payload)
+	if err != nil {
+		b.stats.decodeErrors.Add(1)
+		return
+	}
+	if env.origin == b.cfg.NodeID {
+		return // our own publication: delivered locally already
+	}
+	i := 0
+	if len(env.rooms) > 0 {
+		for i < len(env.rooms) && env.rooms[i] != room {
+			i++
+		}
+		if i == len(env.rooms) {
+			// Published on a channel that is not one of its rooms.
+			b.stats.decodeErrors.Add(1)
+			return
+		}
+	}
+	if !b.hosts(room) {
+		b.stats.ignored.Add(1)
+		return
+	}
+	d := &delivery{room: [1]string{room}}
+	d.msg = primus.Message{
+		ID:     env.id,
+		Origin: env.origin,
+		Rooms:  d.room[:],
+		Except: env.except,
+		Data:   bytesOf(env.data),
+	}
+	if i > 0 {
+		d.msg.Skip = env.rooms[:i:i]
+	}
+	b.deliver(&d.msg)
+}
+
+func (b *Broker) handleCompat(in inbound) {
+	cm, err := decodeCompat(in.payload)
+	if err != nil {
+		b.stats.decodeErrors.Add(1)
+		return
+	}
+	if !cm.hasData || !b.hosts(cm.room) {
+		b.stats.ignored.Add(1)
+		return
+	}
+	d := &delivery{room: [1]string{cm.room}}
+	d.msg = primus.Message{
+		Origin: strings.TrimPrefix(in.channel, b.cfg.Channel+"."),
+		Rooms:  d.room[:],
+		Data:   bytesOf(cm.data),
+	}
+	b.deliver(&d.msg)
+}
+
+// deliver hands m to the server. b.handler is set before the workers start
+// and never changes.
+func (b *Broker) deliver(m *primus.Message) {
+	b.stats.received.Add(1)
+	b.handler.HandleMessage(m)
+}

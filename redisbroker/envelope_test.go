@@ -1,0 +1,157 @@
+package redisbroker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/primusgo/primus"
+)
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	msgs := []*primus.Message{
+		{ID: "m1", Origin: "node-a", Rooms: []string{"r"}, Data: []byte(`1`)},
+		{ID: "", Origin: "", Rooms: nil, Data: []byte(`null`)},
+		{ID: "id", Origin: "o", Rooms: []string{"a", "b c", "", "caf\u00e9 \u2028"}, Except: []string{"x1", "x2"}, Data: []byte(`{"s":"\u2028","n":[1,2.5,null,true]}`)},
+		{ID: strings.Repeat("i", 300), Origin: strings.Repeat("o", 200), Rooms: []string{strings.Repeat("r", 70000)}, Data: []byte(`"` + strings.Repeat("d", 1<<16) + `"`)},
+	}
+	for _, m := range msgs {
+		b := AppendEnvelope(nil, m)
+		if len(b) != envelopeSize(m) {
+			t.Errorf("envelopeSize = %d, encoded %d", envelopeSize(m), len(b))
+		}
+		got, err := DecodeEnvelope(b)
+		if err != nil {
+			t.Fatalf("DecodeEnvelope(%q): %v", b[:min(len(b), 40)], err)
+		}
+		if got.ID != m.ID || got.Origin != m.Origin || !slices.Equal(got.Rooms, m.Rooms) ||
+			!slices.Equal(got.Except, m.Except) || !bytes.Equal(got.Data, m.Data) || got.Skip != nil {
+			t.Errorf("round trip: got %+v, want %+v", got, m)
+		}
+	}
+}
+
+// TestEnvelopeBytes pins the documented layout: other languages publish
+// these bytes.
+func TestEnvelopeBytes(t *testing.T) {
+	m := &primus.Message{ID: "7", Origin: "n1", Rooms: []string{"a", "b"}, Except: []string{"s9"}, Data: []byte(`{"x":1}`)}
+	want := "\x01" + "\x017" + "\x02n1" + "\x02" + "\x01a" + "\x01b" + "\x01" + "\x02s9" + `{"x":1}`
+	if got := string(AppendEnvelope(nil, m)); got != want {
+		t.Fatalf("envelope = %q, want %q", got, want)
+	}
+	// A 200-byte room name takes a two-byte varint length.
+	long := strings.Repeat("r", 200)
+	got := AppendEnvelope(nil, &primus.Message{Rooms: []string{long}, Data: []byte(`1`)})
+	if want := "\x01\x00\x00\x01\xc8\x01" + long + "\x001"; string(got) != want {
+		t.Fatalf("long room envelope prefix = %q", got[:8])
+	}
+}
+
+func TestDecodeEnvelopeErrors(t *testing.T) {
+	valid := string(AppendEnvelope(nil, &primus.Message{ID: "i", Origin: "o", Rooms: []string{"r"}, Except: []string{"x"}, Data: []byte(`[1]`)}))
+	cases := []struct {
+		name    string
+		payload string
+		want    error
+	}{
+		{"empty", "", ErrMalformed},
+		{"json null", "null", ErrUnknownVersion},
+		{"compat payload", `{"room":"r","data":1}`, ErrUnknownVersion},
+		{"version 2", "\x02" + valid[1:], ErrUnknownVersion},
+		{"version 0", "\x00" + valid[1:], ErrUnknownVersion},
+		{"only version", "\x01", ErrMalformed},
+		{"no data", valid[:len(valid)-3], ErrMalformed},
+		{"invalid json data", valid[:len(valid)-3] + "[1", ErrMalformed},
+		{"two json values", valid + " 2", ErrMalformed},
+		{"id length past end", "\x01\x7f", ErrMalformed},
+		{"huge room count", "\x01\x00\x00\xff\xff\xff\xff\x0f1", ErrMalformed},
+		{"varint overflow", "\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", ErrMalformed},
+		{"truncated varint", "\x01\x80", ErrMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := DecodeEnvelope([]byte(c.payload))
+			if !errors.Is(err, c.want) {
+				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add(AppendEnvelope(nil, &primus.Message{ID: "i", Origin: "o", Rooms: []string{"a", "b"}, Except: []string{"x"}, Data: []byte(`{"k":[1,"2"]}`)}))
+	f.Add(AppendEnvelope(nil, &primus.Message{Data: []byte(`null`)}))
+	f.Add([]byte(`{"room":"r","data":1}`))
+	f.Add([]byte("\x01\xff\xff\xff\xff\x0f"))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		m, err := DecodeEnvelope(payload)
+		if err != nil {
+			if m != nil {
+				t.Fatal("message with error")
+			}
+			return
+		}
+		if !json.Valid(m.Data) {
+			t.Fatalf("accepted invalid data %q", m.Data)
+		}
+		// Re-encoding a decoded envelope gives the same bytes.
+		if again := AppendEnvelope(nil, m); !bytes.Equal(again, payload) {
+			t.Fatalf("re-encoded %q, want %q", again, payload)
+		}
+	})
+}
+
+func TestUniqueRooms(t *testing.T) {
+	a := []string{"a", "b", "c"}
+	if got := uniqueRooms(a); &got[0] != &a[0] {
+		t.Error("copied a slice without duplicates")
+	}
+	if got := uniqueRooms([]string{"a", "b", "a", "c", "b"}); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("uniqueRooms = %v", got)
+	}
+}
+
+func BenchmarkEnvelopeEncode(b *testing.B) {
+	m := &primus.Message{ID: "12345", Origin: "3f1c2a9e-5b7d-4c1e-9a2b-0c4d5e6f7a8b", Rooms: []string{"chat:lobby"}, Data: []byte(`{"user":"alice","text":"hello, world","ts":1732550000000}`)}
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendEnvelope(buf[:0], m)
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkEnvelopeDecode(b *testing.B) {
+	m := &primus.Message{ID: "12345", Origin: "3f1c2a9e-5b7d-4c1e-9a2b-0c4d5e6f7a8b", Rooms: []string{"chat:lobby"}, Except: []string{"sparkid-0123456789abc"}, Data: []byte(`{"user":"alice","text":"hello, world","ts":1732550000000}`)}
+	p := string(AppendEnvelope(nil, m))
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeEnvelope(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCompatEncode(b *testing.B) {
+	data := []byte(`{"user":"alice","text":"hello, world","ts":1732550000000}`)
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendCompat(buf[:0], "chat:lobby", data)
+	}
+}
+
+func BenchmarkCompatDecode(b *testing.B) {
+	p := string(appendCompat(nil, "chat:lobby", []byte(`{"user":"alice","text":"hello, world","ts":1732550000000}`)))
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeCompat(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

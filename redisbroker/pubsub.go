@@ -1,0 +1,339 @@
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+var (
+	errProbeFailed   = errors.New("redisbroker: probe did not come back")
+	errMasterSwitch  = errors.New("redisbroker: sentinel switched master")
+	errPubSubClosed  = errors.New("redisbroker: pub/sub connection closed")
+	errClientMissing = errors.New("redisbroker: no client")
+)
+
+// tick is the connection loop's housekeeping period: lazy unsubscribes,
+// probe deadlines and Sentinel master checks run on it.
+const tick = 100 * time.Millisecond
+
+// run is the connection loop: it creates the Redis client (retrying while
+// Redis is unreachable), then keeps one Pub/Sub session alive, rebuilding it
+// with jittered exponential backoff whenever it fails.
+func (b *Broker) run() {
+	defer b.wg.Done()
+	bo := backoff{min: 50 * time.Millisecond, max: b.cfg.MaxBackoff}
+	first := true
+	for !b.closing.Load() {
+		if b.client.Load() == nil {
+			c, err := rueidis.NewClient(b.opt)
+			if first {
+				first = false
+				if err == nil && !b.closing.Load() {
+					b.client.Store(&clientBox{c: c})
+				}
+				close(b.attempted)
+			}
+			if err != nil {
+				b.stats.connectErrors.Add(1)
+				b.log.Warn("redis unreachable", "err", err)
+				if !b.sleep(bo.next()) {
+					return
+				}
+				continue
+			}
+			if b.closing.Load() {
+				c.Close()
+				return
+			}
+			if b.client.Load() == nil {
+				b.client.Store(&clientBox{c: c})
+			}
+		}
+		established, err := b.session(b.client.Load().c)
+		b.stats.connected.Store(false)
+		b.stats.subscribedRooms.Store(0)
+		if b.closing.Load() {
+			return
+		}
+		if established {
+			b.stats.losses.Add(1)
+			bo.reset()
+			b.log.Warn("pub/sub connection lost", "err", err)
+		} else {
+			b.stats.connectErrors.Add(1)
+			b.log.Warn("pub/sub connection failed", "err", err)
+		}
+		if !b.sleep(bo.next()) {
+			return
+		}
+	}
+}
+
+// sleep waits d or until Close; it reports whether the broker is still open.
+func (b *Broker) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-b.done:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// session runs one Pub/Sub connection: subscribe everything from the room
+// index, then apply subscription changes, probe when idle and watch for a
+// new Sentinel master until the connection fails or the broker closes.
+func (b *Broker) session(c rueidis.Client) (established bool, err error) {
+	if c == nil {
+		return false, errClientMissing
+	}
+	master := b.masterAddr(c) // before Dedicate: a switch in between only costs one extra reconnect
+	dc, _ := c.Dedicate()
+	defer dc.Close() // close the connection rather than return it to the pool
+	closed := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onMessage})
+	select {
+	case err := <-closed:
+		return false, orClosed(err)
+	default:
+	}
+
+	start := time.Now()
+	n := b.resetSubscriptions()
+	base := []rueidis.Completed{dc.B().Subscribe().Channel(b.nodeChannel).Build()}
+	if b.cfg.Mode == Compat {
+		base = append(base, dc.B().Psubscribe().Pattern(b.compatPattern).Build())
+	}
+	if err := b.do(dc, base...); err != nil {
+		return false, err
+	}
+	if err := b.applyRooms(dc); err != nil {
+		return false, err
+	}
+	took := time.Since(start)
+	b.stats.lastResubscribe.Store(int64(took))
+	b.stats.lastResubscribeRooms.Store(int64(n))
+	b.stats.connects.Add(1)
+	b.stats.connected.Store(true)
+	b.lastRecv.Store(int64(time.Since(b.epoch)))
+	b.log.Info("pub/sub connected", "rooms", n, "resubscribe", took, "master", master)
+
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var p prober
+	for {
+		select {
+		case <-b.done:
+			return true, nil
+		case err := <-closed:
+			return true, orClosed(err)
+		case <-b.kick:
+			if err := b.applyRooms(dc); err != nil {
+				return true, err
+			}
+		case <-t.C:
+			if err := b.applyRooms(dc); err != nil {
+				return true, err
+			}
+			if b.sentinel {
+				if now := b.masterAddr(c); now != "" && now != master {
+					b.stats.masterSwitches.Add(1)
+					b.log.Info("sentinel master changed", "from", master, "to", now)
+					return true, errMasterSwitch
+				}
+			}
+			if err := b.probe(c, &p); err != nil {
+				return true, err
+			}
+		}
+	}
+}
+
+func orClosed(err error) error {
+	if err == nil {
+		return errPubSubClosed
+	}
+	return err
+}
+
+// masterAddr is the address the client currently sends commands to
+// (the Sentinel-resolved master), or "".
+func (b *Broker) masterAddr(c rueidis.Client) string {
+	for addr := range c.Nodes() {
+		return addr
+	}
+	return ""
+}
+
+// do runs commands on the Pub/Sub connection in one round trip, bounded
+// by CommandTimeout.
+func (b *Broker) do(dc rueidis.DedicatedClient, cmds ...rueidis.Completed) error {
+	if len(cmds) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.CommandTimeout)
+	defer cancel()
+	for _, r := range dc.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resetSubscriptions marks every wanted room as to be subscribed (a new
+// connection has none) and forgets the others. It returns the number of
+// rooms to subscribe.
+func (b *Broker) resetSubscriptions() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clear(b.unwanted)
+	clear(b.toSub)
+	for room, st := range b.rooms {
+		st.subscribed = false
+		if !st.wanted {
+			delete(b.rooms, room)
+			continue
+		}
+		if b.cfg.Mode == Native {
+			b.toSub[room] = struct{}{}
+		}
+	}
+	return b.hosted
+}
+
+// applyRooms subscribes the rooms waiting for it and unsubscribes those
+// left longer than UnsubscribeDelay ago, in batches of subscribeBatch
+// channels per command, all in one round trip each way.
+func (b *Broker) applyRooms(dc rueidis.DedicatedClient) error {
+	if b.cfg.Mode != Native {
+		return nil
+	}
+	now := time.Now()
+	b.mu.Lock()
+	var subs, unsubs []string
+	for room := range b.toSub {
+		if st := b.rooms[room]; st != nil && st.wanted && !st.subscribed {
+			st.subscribed = true
+			subs = append(subs, b.roomPrefix+room)
+		}
+	}
+	clear(b.toSub)
+	for room, since := range b.unwanted {
+		if now.Sub(since) >= b.cfg.UnsubscribeDelay {
+			unsubs = append(unsubs, room)
+			delete(b.unwanted, room)
+		}
+	}
+	b.mu.Unlock()
+	if len(subs) == 0 && len(unsubs) == 0 {
+		return nil
+	}
+
+	var cmds []rueidis.Completed
+	for chunk := range slices.Chunk(subs, subscribeBatch) {
+		cmds = append(cmds, dc.B().Subscribe().Channel(chunk...).Build())
+	}
+	unsubChannels := make([]string, len(unsubs))
+	for i, room := range unsubs {
+		unsubChannels[i] = b.roomPrefix + room
+	}
+	for chunk := range slices.Chunk(unsubChannels, subscribeBatch) {
+		cmds = append(cmds, dc.B().Unsubscribe().Channel(chunk...).Build())
+	}
+	if err := b.do(dc, cmds...); err != nil {
+		return err
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stats.subscribedRooms.Add(int64(len(subs) - len(unsubs)))
+	for _, room := range unsubs {
+		st := b.rooms[room]
+		if st == nil {
+			continue
+		}
+		if st.wanted {
+			// Joined again while the UNSUBSCRIBE was in flight.
+			st.subscribed = false
+			b.toSub[room] = struct{}{}
+			b.kickLoop()
+			continue
+		}
+		delete(b.rooms, room)
+	}
+	return nil
+}
+
+// prober is the idle-probe state of one session.
+type prober struct {
+	outstanding bool
+	seq         uint64
+	sent        time.Time
+}
+
+// probe publishes a probe on this node's channel when nothing arrived for
+// ProbeInterval, and fails the session when a probe does not come back
+// within ProbeTimeout: a connection that is up but no longer delivers
+// (black-holed, or left on a demoted master) is rebuilt.
+func (b *Broker) probe(c rueidis.Client, p *prober) error {
+	if b.cfg.ProbeInterval < 0 {
+		return nil
+	}
+	now := time.Now()
+	if p.outstanding {
+		if b.probeAcked.Load() >= p.seq {
+			p.outstanding = false
+			return nil
+		}
+		if now.Sub(p.sent) > b.cfg.ProbeTimeout {
+			b.stats.probeFailures.Add(1)
+			return errProbeFailed
+		}
+		return nil
+	}
+	idle := time.Since(b.epoch) - time.Duration(b.lastRecv.Load())
+	if idle < b.cfg.ProbeInterval {
+		return nil
+	}
+	p.seq = b.probeSeq.Add(1)
+	p.outstanding = true
+	p.sent = now
+	b.stats.probesSent.Add(1)
+	payload := b.probePrefix + strconv.FormatUint(p.seq, 10)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ProbeTimeout)
+		defer cancel()
+		// An error here shows up as the probe not coming back.
+		_ = c.Do(ctx, c.B().Publish().Channel(b.nodeChannel).Message(payload).Build()).Error()
+	}()
+	return nil
+}
+
+// backoff is capped exponential backoff with jitter: each delay is drawn
+// from [d/2, d] where d doubles from min up to max.
+type backoff struct {
+	min, max time.Duration
+	n        int
+}
+
+func (bo *backoff) next() time.Duration {
+	d := bo.min << min(bo.n, 20)
+	if d > bo.max || d <= 0 {
+		d = bo.max
+	} else {
+		bo.n++
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (bo *backoff) reset() { bo.n = 0 }
+

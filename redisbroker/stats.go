@@ -1,0 +1,121 @@
+package redisbroker
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stats is a snapshot of a Broker's counters (monotonic, since New) and
+// gauges. The standalone server exports them as Prometheus metrics.
+type Stats struct {
+	Mode   string // "native" or "compat"
+	NodeID string
+
+	// Connected is true while the Pub/Sub connection is up and subscribed.
+	Connected bool
+	// Rooms is the number of rooms this node hosts (declared by Subscribe).
+	Rooms int
+	// SubscribedRooms is the number of room channels subscribed on the
+	// current Pub/Sub connection (native; compat subscribes one pattern and
+	// reports the hosted rooms).
+	SubscribedRooms int
+	// QueueDepth is the number of received messages waiting for a worker.
+	QueueDepth int
+
+	// Published counts Publish calls that reached Redis (a multi-room
+	// write is one publish here, even though it is one PUBLISH per room).
+	Published uint64
+	// PublishErrors counts Publish calls that failed: Redis unreachable,
+	// timeout, not connected yet, message too large, closed.
+	PublishErrors uint64
+	// ExceptNotCarried counts compat-mode publishes whose Except list could
+	// not be carried to other nodes.
+	ExceptNotCarried uint64
+
+	// Received counts messages handed to the server.
+	Received uint64
+	// DecodeErrors counts malformed payloads that were ignored.
+	DecodeErrors uint64
+	// Oversized counts incoming payloads over MaxPayload that were ignored.
+	Oversized uint64
+	// Dropped counts incoming messages dropped because their worker's
+	// queue was full.
+	Dropped uint64
+	// Ignored counts well-formed messages that were not delivered: for a
+	// room this node does not host (any more), or, in compat mode, without
+	// a "data" field.
+	Ignored uint64
+
+	// Connects counts Pub/Sub connections established and subscribed;
+	// Reconnects counts those after the first.
+	Connects, Reconnects uint64
+	// ConnectErrors counts failed attempts to connect or subscribe.
+	ConnectErrors uint64
+	// ConnectionLosses counts established Pub/Sub connections that broke
+	// (including those rebuilt after a failed probe or a master switch).
+	ConnectionLosses uint64
+	// MasterSwitches counts Pub/Sub connections rebuilt because Sentinel
+	// named a new master.
+	MasterSwitches uint64
+
+	// LastResubscribe is how long the last (re)subscription took, from the
+	// new connection being up to every room channel confirmed.
+	LastResubscribe time.Duration
+	// LastResubscribeRooms is the number of rooms it subscribed.
+	LastResubscribeRooms int
+
+	// ProbesSent counts idle probes; ProbeFailures those that did not come
+	// back in time (each one rebuilds the Pub/Sub connection).
+	ProbesSent, ProbeFailures uint64
+}
+
+type counters struct {
+	published, publishErrors, exceptNotCarried          atomic.Uint64
+	received, decodeErrors, oversized, dropped, ignored atomic.Uint64
+	connects, connectErrors, losses, masterSwitches     atomic.Uint64
+	probesSent, probeFailures                           atomic.Uint64
+	lastResubscribe                                     atomic.Int64
+	lastResubscribeRooms, subscribedRooms               atomic.Int64
+	connected                                           atomic.Bool
+}
+
+// Stats returns a snapshot of the broker's counters and gauges.
+func (b *Broker) Stats() Stats {
+	c := &b.stats
+	s := Stats{
+		Mode:                 b.cfg.Mode.String(),
+		NodeID:               b.cfg.NodeID,
+		Connected:            c.connected.Load(),
+		Published:            c.published.Load(),
+		PublishErrors:        c.publishErrors.Load(),
+		ExceptNotCarried:     c.exceptNotCarried.Load(),
+		Received:             c.received.Load(),
+		DecodeErrors:         c.decodeErrors.Load(),
+		Oversized:            c.oversized.Load(),
+		Dropped:              c.dropped.Load(),
+		Ignored:              c.ignored.Load(),
+		Connects:             c.connects.Load(),
+		ConnectErrors:        c.connectErrors.Load(),
+		ConnectionLosses:     c.losses.Load(),
+		MasterSwitches:       c.masterSwitches.Load(),
+		LastResubscribe:      time.Duration(c.lastResubscribe.Load()),
+		LastResubscribeRooms: int(c.lastResubscribeRooms.Load()),
+		ProbesSent:           c.probesSent.Load(),
+		ProbeFailures:        c.probeFailures.Load(),
+	}
+	if s.Connects > 0 {
+		s.Reconnects = s.Connects - 1
+	}
+	for _, q := range b.queues {
+		s.QueueDepth += len(q)
+	}
+	b.mu.RLock()
+	s.Rooms = b.hosted
+	if b.cfg.Mode == Compat {
+		s.SubscribedRooms = b.hosted
+	} else {
+		s.SubscribedRooms = int(c.subscribedRooms.Load())
+	}
+	b.mu.RUnlock()
+	return s
+}
