@@ -82,11 +82,17 @@ func (p ReconnectPolicy) withDefaults() ReconnectPolicy {
 // attempt 1 waits Min, attempt n >= 2 waits
 // min(round((r+1) * Min * Factor^(n-1)), Max): exponential growth with up to
 // 100% jitter so that clients dropped together do not return together.
+// Like the original, it rounds to whole milliseconds (unless Min is below
+// one).
 func (p ReconnectPolicy) delay(n int, r float64) time.Duration {
 	if n <= 1 {
 		return p.Min
 	}
-	d := math.Round((r + 1) * float64(p.Min) * math.Pow(p.Factor, float64(n-1)))
+	unit := float64(time.Millisecond)
+	if p.Min < time.Millisecond {
+		unit = 1
+	}
+	d := unit * math.Round((r+1)*float64(p.Min)/unit*math.Pow(p.Factor, float64(n-1)))
 	if p.Max > 0 && d > float64(p.Max) {
 		return p.Max
 	}
