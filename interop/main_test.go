@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -473,11 +472,4 @@ func (p *mutingProxy) close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
-}
-
-// errorsAs is errors.As for a target type, for brevity in assertions.
-func errorsAs[T error](err error) (T, bool) {
-	var target T
-	ok := errors.As(err, &target)
-	return target, ok
 }
