@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // Prefix starts every protocol message.
@@ -62,14 +64,28 @@ func Classify(text []byte) (Kind, error) {
 
 // Parse splits a protocol string the way Primus does: type = characters
 // after "primus::" up to the next ':', value = everything after the "::".
+//
+// Without a ':' after the prefix Primus's indexOf returns -1, so its type is
+// msg.slice(8, -1) (all but the last UTF-16 code unit) and its value
+// msg.slice(1): "primus::pong" is type "pon" (data, not a pong) while
+// "primus::pongX" is type "pong". Parse reproduces that; a dropped half of
+// a surrogate pair leaves U+FFFD, which matches no known type, as in Primus.
 func Parse(s string) (typ, value string, ok bool) {
 	if len(s) < len(Prefix) || s[:len(Prefix)] != Prefix {
 		return "", "", false
 	}
 	rest := s[len(Prefix):]
-	i := bytes.IndexByte([]byte(rest), ':')
+	i := strings.IndexByte(rest, ':')
 	if i < 0 {
-		return rest, "", true
+		if rest == "" {
+			return "", s[1:], true
+		}
+		r, size := utf8.DecodeLastRuneInString(rest)
+		typ = rest[:len(rest)-size]
+		if r > 0xFFFF {
+			typ += string(utf8.RuneError) // the high surrogate JavaScript keeps
+		}
+		return typ, s[1:], true
 	}
 	typ = rest[:i]
 	if i+2 <= len(rest) {

@@ -28,6 +28,16 @@ func TestClassify(t *testing.T) {
 		{`{"a":`, KindData, true},
 		{``, KindData, true},
 		{`"primus::pong::1`, KindData, true},
+		// No ':' after the type: Primus takes all but the last character
+		// (msg.slice(8, -1)), so these differ from what they look like.
+		{`"primus::pong"`, KindData, false},
+		{`"primus::id"`, KindData, false},
+		{`"primus::pongX"`, KindPong, false},
+		{`"primus::idX"`, KindID, false},
+		{`"primus::pong\u00e9"`, KindPong, false},
+		{`"primus::pong😀"`, KindData, false},
+		{`"primus::pong:"`, KindPong, false},
+		{`"primus::id:"`, KindID, false},
 	}
 	for _, tt := range tests {
 		got, err := Classify([]byte(tt.in))
@@ -52,6 +62,21 @@ func TestParse(t *testing.T) {
 	typ, val, ok = Parse("primus::server::close")
 	if !ok || typ != "server" || val != "close" {
 		t.Fatalf("Parse = %q %q %v", typ, val, ok)
+	}
+	// Values as JavaScript's primus.js computes them (node -e, see the spec §1.3).
+	for _, tt := range []struct{ in, typ, value string }{
+		{"primus::pong", "pon", "rimus::pong"},
+		{"primus::pongX", "pong", "rimus::pongX"},
+		{"primus::", "", "rimus::"},
+		{"primus::p", "", "rimus::p"},
+		{"primus::pong:", "pong", ""},
+		{"primus::id:", "id", ""},
+		{"primus::a::b::c", "a", "b::c"},
+	} {
+		typ, val, ok := Parse(tt.in)
+		if !ok || typ != tt.typ || val != tt.value {
+			t.Errorf("Parse(%q) = %q %q %v, want %q %q", tt.in, typ, val, ok, tt.typ, tt.value)
+		}
 	}
 	if _, _, ok := Parse("primus:x"); ok {
 		t.Fatal("Parse accepted a string without the prefix")
