@@ -17,6 +17,7 @@ import (
 
 	"github.com/primusgo/primus"
 	"github.com/primusgo/primus/internal/clientjs"
+	"github.com/primusgo/primus/redisbroker"
 )
 
 // Options configures an App; the zero value works (in-memory broker).
@@ -66,6 +67,7 @@ func New(opts Options) (*App, error) {
 		MaxLength:     opts.MaxLength,
 		MaxQueueBytes: opts.MaxQueueBytes,
 		Broker:        opts.Broker,
+		NodeID:        nodeID(opts.Broker),
 		Logger:        opts.Logger,
 		ClientLibrary: clientjs.Handler(lib),
 		OnConnection: func(s *primus.Spark) {
@@ -177,18 +179,14 @@ func (a *App) handleRooms(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"node": a.Primus.NodeID(), "rooms": a.Primus.RoomSizes()})
 }
 
-// brokerHealth is implemented by brokers that can tell whether they are
-// connected to their backend.
-type brokerHealth interface{ Healthy() error }
-
 func (a *App) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	st := a.Primus.Stats()
 	body := map[string]any{"status": "ok", "connections": st.Connections, "rooms": st.Rooms}
 	status := http.StatusOK
-	if h, ok := a.opts.Broker.(brokerHealth); ok {
-		if err := h.Healthy(); err != nil {
-			// Still serving local sparks: report, but stay up.
-			body["broker"] = err.Error()
+	if rb, ok := a.opts.Broker.(*redisbroker.Broker); ok {
+		if !rb.Stats().Connected {
+			// Still serving local sparks: report it, but stay in rotation.
+			body["broker"] = "redis unreachable; serving local sparks only"
 			body["status"] = "degraded"
 		}
 	}

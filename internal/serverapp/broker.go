@@ -1,10 +1,11 @@
 package serverapp
 
 import (
-	"errors"
 	"log/slog"
+	"strings"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/redisbroker"
 )
 
 // newBroker builds the broker the configuration asks for (nil: in-memory).
@@ -12,5 +13,42 @@ func newBroker(r RedisConfig, log *slog.Logger) (primus.Broker, error) {
 	if !r.Enabled() {
 		return nil, nil
 	}
-	return nil, errors.New("redis broker: not available in this build yet")
+	mode, err := redisbroker.ParseMode(r.Mode)
+	if err != nil {
+		return nil, err
+	}
+	cfg := redisbroker.Config{
+		Mode:             mode,
+		Channel:          r.Channel,
+		SentinelMaster:   r.SentinelMaster,
+		SentinelUsername: r.SentinelUsername,
+		SentinelPassword: r.SentinelPassword,
+		Logger:           log,
+	}
+	switch {
+	case r.SentinelAddrs != "":
+		for a := range strings.SplitSeq(r.SentinelAddrs, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				cfg.SentinelAddrs = append(cfg.SentinelAddrs, a)
+			}
+		}
+	case strings.Contains(r.URL, "://"):
+		cfg.URL = r.URL
+	default:
+		cfg.Addr = r.URL
+	}
+	b, err := redisbroker.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// nodeID returns the broker's node id, so that the server and its broker
+// name the node alike in messages and logs.
+func nodeID(b primus.Broker) string {
+	if n, ok := b.(interface{ NodeID() string }); ok {
+		return n.NodeID()
+	}
+	return ""
 }

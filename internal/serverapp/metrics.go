@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/redisbroker"
 )
 
 // metrics exposes the server's counters to Prometheus. The primus package
@@ -16,12 +17,6 @@ type metrics struct {
 	reg           *prometheus.Registry
 	publishes     prometheus.Counter
 	commandErrors prometheus.Counter
-}
-
-// BrokerStats is implemented by brokers that export counters (the Redis
-// broker does); they are exposed as primus_broker_<name>.
-type BrokerStats interface {
-	MetricValues() map[string]float64
 }
 
 func newMetrics(a *App) *metrics {
@@ -53,8 +48,8 @@ func newMetrics(a *App) *metrics {
 	counter("primus_published_total", "Room writes handed to the broker.", func(s primus.Stats) float64 { return float64(s.Published) })
 	counter("primus_publish_errors_total", "Room writes the broker failed to publish.", func(s primus.Stats) float64 { return float64(s.PublishErrors) })
 	counter("primus_remote_messages_total", "Messages received from other nodes.", func(s primus.Stats) float64 { return float64(s.RemoteMessages) })
-	if bs, ok := a.opts.Broker.(BrokerStats); ok {
-		m.reg.MustRegister(brokerCollector{bs})
+	if rb, ok := a.opts.Broker.(*redisbroker.Broker); ok {
+		m.reg.MustRegister(redisCollector{rb})
 	}
 	return m
 }
@@ -63,15 +58,54 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// brokerCollector exports a broker's counters as untyped metrics, so that
-// the broker package does not import Prometheus.
-type brokerCollector struct{ b BrokerStats }
+// redisCollector exports the Redis broker's counters at scrape time, so
+// that the broker package does not import Prometheus.
+type redisCollector struct{ b *redisbroker.Broker }
 
-func (c brokerCollector) Describe(chan<- *prometheus.Desc) {} // unchecked collector: names vary by broker
+type redisMetric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(redisbroker.Stats) float64
+}
 
-func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
-	for name, v := range c.b.MetricValues() {
-		desc := prometheus.NewDesc("primus_broker_"+name, "Broker metric "+name+".", nil, nil)
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.UntypedValue, v)
+func redisDesc(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc("primus_redis_"+name, help, nil, nil)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var redisMetrics = []redisMetric{
+	{redisDesc("connected", "1 while the Pub/Sub connection is up and subscribed."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return b2f(s.Connected) }},
+	{redisDesc("subscribed_rooms", "Room channels subscribed (native) or hosted rooms (compat)."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return float64(s.SubscribedRooms) }},
+	{redisDesc("receive_queue_depth", "Received messages waiting for a worker."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return float64(s.QueueDepth) }},
+	{redisDesc("publishes_total", "Room writes published to Redis."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Published) }},
+	{redisDesc("publish_errors_total", "Room writes that could not be published."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.PublishErrors) }},
+	{redisDesc("except_not_carried_total", "Compat-mode publishes whose except list could not cross nodes."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.ExceptNotCarried) }},
+	{redisDesc("receives_total", "Messages received from Redis and handed to the server."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Received) }},
+	{redisDesc("decode_errors_total", "Malformed Redis payloads ignored."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.DecodeErrors) }},
+	{redisDesc("oversized_total", "Redis payloads over the size limit ignored."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Oversized) }},
+	{redisDesc("drops_total", "Received messages dropped because a worker queue was full."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Dropped) }},
+	{redisDesc("reconnects_total", "Pub/Sub reconnections."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Reconnects) }},
+	{redisDesc("connect_errors_total", "Failed attempts to connect or subscribe."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.ConnectErrors) }},
+	{redisDesc("master_switches_total", "Pub/Sub connections moved to a new Sentinel master."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.MasterSwitches) }},
+	{redisDesc("resubscribe_seconds", "Duration of the last (re)subscription of every room."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return s.LastResubscribe.Seconds() }},
+	{redisDesc("probe_failures_total", "Idle delivery probes that did not come back (each rebuilds the connection)."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.ProbeFailures) }},
+}
+
+func (c redisCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range redisMetrics {
+		ch <- m.desc
+	}
+}
+
+func (c redisCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.b.Stats()
+	for _, m := range redisMetrics {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
 	}
 }
