@@ -53,12 +53,13 @@ type Broker struct {
 	handler  primus.BrokerHandler
 	started  bool
 
-	kick      chan struct{}
-	attempted chan struct{} // closed when the first connection attempt is over
-	done      chan struct{}
-	closing   atomic.Bool
-	closeOnce sync.Once
-	wg        sync.WaitGroup
+	kick        chan struct{}
+	attempted   chan struct{} // closed when the first connection attempt is over
+	attemptOnce sync.Once
+	done        chan struct{}
+	closing     atomic.Bool
+	closeOnce   sync.Once
+	wg          sync.WaitGroup
 
 	queues []chan inbound
 	seed   maphash.Seed

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/primusgo/primus"
 	"github.com/redis/rueidis"
 )
 
@@ -28,31 +29,15 @@ const tick = 100 * time.Millisecond
 func (b *Broker) run() {
 	defer b.wg.Done()
 	bo := backoff{min: 50 * time.Millisecond, max: b.cfg.MaxBackoff}
-	first := true
 	for !b.closing.Load() {
 		if b.client.Load() == nil {
-			c, err := rueidis.NewClient(b.opt)
-			if first {
-				first = false
-				if err == nil && !b.closing.Load() {
-					b.client.Store(&clientBox{c: c})
-				}
-				close(b.attempted)
-			}
-			if err != nil {
+			if err := b.connect(); err != nil {
 				b.stats.connectErrors.Add(1)
 				b.log.Warn("redis unreachable", "err", err)
 				if !b.sleep(bo.next()) {
 					return
 				}
 				continue
-			}
-			if b.closing.Load() {
-				c.Close()
-				return
-			}
-			if b.client.Load() == nil {
-				b.client.Store(&clientBox{c: c})
 			}
 		}
 		established, err := b.session(b.client.Load().c)
@@ -73,6 +58,23 @@ func (b *Broker) run() {
 			return
 		}
 	}
+}
+
+// connect creates the Redis client. rueidis connects synchronously, and
+// fails, when Redis is unreachable; once created, the client reconnects by
+// itself for ordinary commands.
+func (b *Broker) connect() error {
+	defer b.attemptOnce.Do(func() { close(b.attempted) })
+	c, err := rueidis.NewClient(b.opt)
+	if err != nil {
+		return err
+	}
+	if b.closing.Load() {
+		c.Close()
+		return primus.ErrBrokerClosed
+	}
+	b.client.Store(&clientBox{c: c})
+	return nil
 }
 
 // sleep waits d or until Close; it reports whether the broker is still open.
@@ -96,7 +98,12 @@ func (b *Broker) session(c rueidis.Client) (established bool, err error) {
 	}
 	master := b.masterAddr(c) // before Dedicate: a switch in between only costs one extra reconnect
 	dc, _ := c.Dedicate()
-	defer dc.Close() // close the connection rather than return it to the pool
+	defer func() {
+		// Close the connection rather than return it to the pool, and do
+		// it aside: closing a black-holed connection can take a while.
+		b.wg.Add(1)
+		go func() { defer b.wg.Done(); dc.Close() }()
+	}()
 	closed := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onMessage})
 	select {
 	case err := <-closed:
@@ -294,6 +301,7 @@ func (b *Broker) probe(c rueidis.Client, p *prober) error {
 		}
 		if now.Sub(p.sent) > b.cfg.ProbeTimeout {
 			b.stats.probeFailures.Add(1)
+			b.log.Warn("probe failed", "seq", p.seq, "sent", p.sent)
 			return errProbeFailed
 		}
 		return nil
@@ -306,6 +314,7 @@ func (b *Broker) probe(c rueidis.Client, p *prober) error {
 	p.outstanding = true
 	p.sent = now
 	b.stats.probesSent.Add(1)
+	b.log.Debug("probe", "seq", p.seq, "idle", idle)
 	payload := b.probePrefix + strconv.FormatUint(p.seq, 10)
 	b.wg.Add(1)
 	go func() {
@@ -336,4 +345,3 @@ func (bo *backoff) next() time.Duration {
 }
 
 func (bo *backoff) reset() { bo.n = 0 }
-
