@@ -403,9 +403,9 @@ func TestMalformedPayloads(t *testing.T) {
 		for _, p := range bad {
 			srv.Publish(ch, p)
 		}
-		srv.Publish(ch, `{"room":"foo"}`)                        // no data: delivers nothing (as the original)
-		srv.Publish(ch, `{"room":"elsewhere","data":1}`)         // room not hosted here
-		srv.Publish(ch, `{"room":"foo","data":"`+huge+`"}`)      // over MaxPayload
+		srv.Publish(ch, `{"room":"foo"}`)                         // no data: delivers nothing (as the original)
+		srv.Publish(ch, `{"room":"elsewhere","data":1}`)          // room not hosted here
+		srv.Publish(ch, `{"room":"foo","data":"`+huge+`"}`)       // over MaxPayload
 		srv.Publish(cfg.Channel, `{"room":"foo","data":"nodot"}`) // not under the pattern
 		srv.Publish(ch, `{"room":"foo","data":null}`)
 		srv.Publish(cfg.Channel+".a.b.c", `{"room":"foo","data":{"nested":[1,{"x":true}]}}`)
