@@ -479,6 +479,10 @@ func TestProtocolErrors(t *testing.T) {
 		{"fragmented ping", 0x09, []byte(`x`), true, 1002},
 		{"long ping", 0x89, bytes.Repeat([]byte("x"), 126), true, 1002},
 		{"close 1 byte", 0x88, []byte{3}, true, 1002},
+		{"close code 1005 on the wire", 0x88, []byte{0x03, 0xED}, true, 1002},
+		{"close code 999", 0x88, []byte{0x03, 0xE7}, true, 1002},
+		{"close code 5000", 0x88, []byte{0x13, 0x88}, true, 1002},
+		{"close reason not utf8", 0x88, []byte{0x03, 0xE8, 0xff}, true, 1002},
 		{"bad utf8", 0x81, []byte{'"', 0xff, '"'}, true, 1007},
 	}
 	for _, tt := range tests {
@@ -509,16 +513,26 @@ func TestRawDataInsideFragmentedMessage(t *testing.T) {
 }
 
 func TestRawClientCloseEchoed(t *testing.T) {
-	ts := startServer(t, primus.Config{})
-	c := ts.rawDial(t, "")
-	s := ts.nextSpark(t)
-	c.writeFrame(t, 0x88, []byte{0x03, 0xE8, 'b', 'y', 'e'}, true) // 1000 "bye"
-	if code := c.readClose(t); code != 1000 {
-		t.Fatalf("echoed close code %d, want 1000", code)
-	}
-	ts.nextDisconnection(t)
-	if r := s.CloseReason(); r != primus.ReasonClientClosed {
-		t.Errorf("CloseReason %v", r)
+	for _, tt := range []struct {
+		payload []byte
+		want    int
+	}{
+		{[]byte{0x03, 0xE8, 'b', 'y', 'e'}, 1000},
+		{[]byte{0x0B, 0xB8}, 3000},
+		{[]byte{0x13, 0x87}, 4999},
+		{nil, 1005}, // an empty close is echoed empty
+	} {
+		ts := startServer(t, primus.Config{})
+		c := ts.rawDial(t, "")
+		s := ts.nextSpark(t)
+		c.writeFrame(t, 0x88, tt.payload, true)
+		if code := c.readClose(t); code != tt.want {
+			t.Fatalf("echoed close code %d, want %d", code, tt.want)
+		}
+		ts.nextDisconnection(t)
+		if r := s.CloseReason(); r != primus.ReasonClientClosed {
+			t.Errorf("CloseReason %v", r)
+		}
 	}
 }
 

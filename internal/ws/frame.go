@@ -126,10 +126,21 @@ func parseClose(p []byte) error {
 		return &ProtocolError{CloseProtocolError, "close frame with a 1-byte payload"}
 	}
 	code := int(binary.BigEndian.Uint16(p))
+	if !validCloseCode(code) {
+		return &ProtocolError{CloseProtocolError, fmt.Sprintf("invalid close code %d", code)}
+	}
 	if !utf8.Valid(p[2:]) {
 		return &ProtocolError{CloseProtocolError, "close reason is not valid UTF-8"}
 	}
 	return &CloseError{Code: code, Reason: string(p[2:])}
+}
+
+// validCloseCode reports whether a peer may send code in a close frame
+// (RFC 6455 §7.4; the same rule as the ws package Primus uses): 1004-1006
+// and 1015 are reserved, other codes below 3000 are undefined.
+func validCloseCode(code int) bool {
+	return (code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006) ||
+		(code >= 3000 && code <= 4999)
 }
 
 func (r *Reader) readFrame(limit, have int64) (fin bool, op byte, payload []byte, err error) {
