@@ -1,0 +1,24 @@
+#!/bin/sh
+# Runs the Node/Go comparison of BENCHMARKS.md: builds primus-bench into a
+# temporary directory and runs "primus-bench compare" (which builds
+# cmd/primus-server, starts Redis and two nodes of each stack per scenario,
+# and writes bench-results/). A full run (3 runs of S1-S5) takes about 25
+# minutes and rewrites the results section of BENCHMARKS.md; with -quick
+# (one short run, a few minutes) it writes bench-results/quick.* only.
+#
+#   scripts/bench-compare.sh            # full comparison, updates BENCHMARKS.md
+#   scripts/bench-compare.sh -quick     # smoke run
+#   scripts/bench-compare.sh -scenarios S1,S2 -runs 1
+#
+# Measure on a quiet machine: the servers, Redis and the load generator
+# share the cores (the load average is recorded in the results).
+set -eu
+cd "$(dirname "$0")/.."
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+go build -o "$dir/primus-bench" ./cmd/primus-bench
+update="-update=BENCHMARKS.md"
+for a in "$@"; do
+	case "$a" in -quick | --quick | -quick=true | --quick=true) update="" ;; esac
+done
+"$dir/primus-bench" compare $update "$@"
