@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -189,12 +190,36 @@ func (r *Reader) readFrame(limit, have int64) (fin bool, op byte, payload []byte
 	if _, err = io.ReadFull(r.br, mask[:]); err != nil {
 		return
 	}
-	payload = make([]byte, n)
-	if _, err = io.ReadFull(r.br, payload); err != nil {
+	if payload, err = readPayload(r.br, n); err != nil {
 		return
 	}
 	unmask(payload, mask)
 	return
+}
+
+// eagerPayload is the largest payload allocated before its bytes arrive.
+// Larger ones grow (at most doubling) as they come in, so that a frame
+// header alone cannot make the server commit up to the read limit.
+const eagerPayload = 64 << 10
+
+func readPayload(r io.Reader, n int64) ([]byte, error) {
+	if n <= eagerPayload {
+		p := make([]byte, n)
+		_, err := io.ReadFull(r, p)
+		return p, err
+	}
+	p := make([]byte, 0, eagerPayload)
+	for int64(len(p)) < n {
+		if len(p) == cap(p) {
+			p = slices.Grow(p, int(min(n-int64(len(p)), int64(len(p)))))
+		}
+		k, err := io.ReadFull(r, p[len(p):min(int64(cap(p)), n)])
+		p = p[:len(p)+k]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 func unmask(p []byte, mask [4]byte) {
