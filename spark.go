@@ -319,11 +319,15 @@ func (s *Spark) readError(err error) CloseReason {
 	return ReasonClientClosed
 }
 
+// dispatch hands d to the data handler while the spark is open; data that
+// arrives after End (before the client answered the close) is dropped, as
+// Primus's spark.end() stops emitting data.
 func (s *Spark) dispatch(d Data) {
 	s.mu.Lock()
 	fn := s.onData
+	open := s.state == stateOpen
 	s.mu.Unlock()
-	if fn != nil {
+	if fn != nil && open {
 		fn(s, d)
 	}
 }

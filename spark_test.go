@@ -549,3 +549,37 @@ func TestEarlyFrameAfterHandshake(t *testing.T) {
 		}
 	}
 }
+
+// After End the application hears no more data from the spark, as in
+// Primus (spark.end() removes its listeners), even though the client's
+// frames keep arriving until it answers the close.
+func TestNoDataAfterEnd(t *testing.T) {
+	got := newQueue[string]()
+	ts := startServer(t, primus.Config{OnConnection: func(s *primus.Spark) {
+		s.OnData(func(s *primus.Spark, d primus.Data) {
+			got.put(d.String())
+			s.End()
+		})
+	}})
+	c := ts.rawDial(t, "")
+	var burst []byte
+	for _, m := range []string{`1`, `2`, `3`} {
+		burst = append(burst, buildFrame(0x81, []byte(m), true)...)
+	}
+	if _, err := c.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	// Read up to the server's close frame, then answer it.
+	if code := c.readClose(t); code != 1005 {
+		t.Fatalf("close code %d", code)
+	}
+	c.writeFrame(t, 0x88, nil, true)
+	ts.nextDisconnection(t)
+	if n := got.len(); n != 1 {
+		var all []string
+		for v, ok := got.tryGet(); ok; v, ok = got.tryGet() {
+			all = append(all, v)
+		}
+		t.Fatalf("OnData ran for %v, want only the first message", all)
+	}
+}
