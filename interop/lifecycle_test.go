@@ -285,9 +285,10 @@ func TestReconnectingCloses(t *testing.T) {
 	}, {
 		// The client's pongs are lost on the way: the server ends the spark
 		// at the tick after the unanswered ping. Its close frame still
-		// reaches the client.
+		// reaches the client. The interval is long enough that a loaded
+		// machine does not time the spark out before the pongs are dropped.
 		name:    "server heartbeat timeout",
-		cfg:     primus.Config{PingInterval: 100 * time.Millisecond, CloseTimeout: 300 * time.Millisecond},
+		cfg:     primus.Config{PingInterval: 500 * time.Millisecond, CloseTimeout: 300 * time.Millisecond},
 		proxied: true,
 		cut:     func(_ *primus.Spark, p *mutingProxy) { p.muteUpstream() },
 		reason:  primus.ReasonHeartbeatTimeout,
@@ -297,7 +298,9 @@ func TestReconnectingCloses(t *testing.T) {
 		name: "client ping timeout",
 		cfg:  primus.Config{PingInterval: -1},
 		client: func(o nodefixture.ClientOptions) nodefixture.ClientOptions {
-			o.PingTimeout = 500 * time.Millisecond
+			// Long enough for the id requests to be answered before the
+			// client gives up on its next connection too.
+			o.PingTimeout = time.Second
 			return o
 		},
 		before: []string{"offline"},
