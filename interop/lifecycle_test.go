@@ -241,10 +241,13 @@ func TestServerEndStopsReconnection(t *testing.T) {
 		t.Fatalf("the connection after End is not client b's")
 	}
 
-	// A bounded wait for something that must not happen: a's reconnect
-	// backoff is at most 50 ms, so a wrongly scheduled reconnect would have
-	// connected well within 10 times that. The wait is usually over already
-	// (starting client b takes longer).
+	// The decisive check is the await above: the real client emits
+	// "reconnect scheduled" in the same tick as "close" when it is going to
+	// reconnect, and after "end" nothing can schedule one. As a second line,
+	// a bounded wait for something that must not happen: a's reconnect
+	// backoff is at most 50 ms, so on an ordinary machine a wrongly
+	// scheduled reconnect would have connected well within 10 times that.
+	// The wait is usually over already (starting client b takes longer).
 	window := time.NewTimer(time.Until(ended.Add(500 * time.Millisecond)))
 	select {
 	case <-window.C:
