@@ -45,6 +45,7 @@ func (srv *Server) serveHTTPSurface(w http.ResponseWriter, r *http.Request) {
 	if origin := r.Header.Get("Origin"); origin != "" {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
 		h.Set("Access-Control-Allow-Credentials", "true")
 		if r.Method == http.MethodOptions {
 			h.Set("Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, DELETE, OPTIONS")
