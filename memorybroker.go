@@ -42,12 +42,17 @@ func NewMemoryBroker() *MemoryBroker { return NewMemoryHub().NewBroker() }
 type MemoryBroker struct {
 	hub *MemoryHub
 
-	// mu guards rooms and handler; handler calls hold the read lock so that
-	// Close waits for the calls in flight.
+	// mu guards handler and closed; handler calls hold the read lock so
+	// that Close waits for the calls in flight.
 	mu      sync.RWMutex
-	rooms   map[string]struct{}
 	handler BrokerHandler
 	closed  bool
+
+	// roomsMu guards rooms. It must not be mu: the server calls Subscribe
+	// and Unsubscribe under a room index lock, and handler calls (under mu)
+	// take room index locks, so sharing one lock deadlocks.
+	roomsMu sync.Mutex
+	rooms   map[string]struct{}
 }
 
 var _ Broker = (*MemoryBroker)(nil)
@@ -95,6 +100,8 @@ func (b *MemoryBroker) deliver(m *Message) {
 }
 
 func (b *MemoryBroker) hostsAny(rooms []string) bool {
+	b.roomsMu.Lock()
+	defer b.roomsMu.Unlock()
 	for _, r := range rooms {
 		if _, ok := b.rooms[r]; ok {
 			return true
@@ -105,16 +112,16 @@ func (b *MemoryBroker) hostsAny(rooms []string) bool {
 
 // Subscribe implements Broker.
 func (b *MemoryBroker) Subscribe(room string) {
-	b.mu.Lock()
+	b.roomsMu.Lock()
 	b.rooms[room] = struct{}{}
-	b.mu.Unlock()
+	b.roomsMu.Unlock()
 }
 
 // Unsubscribe implements Broker.
 func (b *MemoryBroker) Unsubscribe(room string) {
-	b.mu.Lock()
+	b.roomsMu.Lock()
 	delete(b.rooms, room)
-	b.mu.Unlock()
+	b.roomsMu.Unlock()
 }
 
 // Close implements Broker; it waits for handler calls in flight.
