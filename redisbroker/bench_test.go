@@ -1,0 +1,116 @@
+package redisbroker
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/brokertest"
+	"github.com/primusgo/primus/internal/redistest"
+)
+
+var benchData = []byte(`{"user":"alice","text":"hello, world","ts":1732550000000}`)
+
+func benchPublish(b *testing.B, mode Mode, rooms []string, parallel bool) {
+	srv := redistest.StartServer(b)
+	br, _ := startBroker(b, testConfig(srv.Addr(), mode, freshChannel()))
+	m := &primus.Message{ID: "bench", Rooms: rooms, Data: benchData}
+	ctx := context.Background()
+	if err := br.Publish(ctx, m); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if parallel {
+		b.SetParallelism(8) // enough publishes in flight for rueidis to pipeline
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := br.Publish(ctx, m); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		return
+	}
+	for b.Loop() {
+		if err := br.Publish(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPublish(b *testing.B) {
+	one, three := []string{"chat:lobby"}, []string{"chat:lobby", "chat:eu", "chat:fr"}
+	b.Run("native/1room", func(b *testing.B) { benchPublish(b, Native, one, false) })
+	b.Run("native/3rooms", func(b *testing.B) { benchPublish(b, Native, three, false) })
+	b.Run("compat/1room", func(b *testing.B) { benchPublish(b, Compat, one, false) })
+	b.Run("native/1room/parallel", func(b *testing.B) { benchPublish(b, Native, one, true) })
+	b.Run("compat/1room/parallel", func(b *testing.B) { benchPublish(b, Compat, one, true) })
+}
+
+// countingHandler counts deliveries and signals when it reaches want.
+type countingHandler struct {
+	n    atomic.Int64
+	want atomic.Int64
+	done chan struct{}
+}
+
+func (h *countingHandler) HandleMessage(*primus.Message) {
+	if h.n.Add(1) == h.want.Load() {
+		close(h.done)
+	}
+}
+
+// BenchmarkEndToEnd measures node-to-node throughput: concurrent publishes
+// on one node until the other node received them all.
+func BenchmarkEndToEnd(b *testing.B) {
+	for _, mode := range []Mode{Native, Compat} {
+		b.Run(mode.String(), func(b *testing.B) {
+			srv := redistest.StartServer(b)
+			cfg := testConfig(srv.Addr(), mode, freshChannel())
+			cfg.QueueSize = 1 << 16
+			pub, _ := startBroker(b, cfg)
+			sub := newBroker(b, cfg)
+			h := &countingHandler{done: make(chan struct{})}
+			h.want.Store(-1)
+			rec := brokertest.NewRecorder()
+			if err := sub.Start(context.Background(), primus.BrokerHandlerFunc(func(m *primus.Message) {
+				if h.want.Load() < 0 {
+					rec.HandleMessage(m)
+					return
+				}
+				h.HandleMessage(m)
+			})); err != nil {
+				b.Fatal(err)
+			}
+			rooms := make([]string, 16)
+			for i := range rooms {
+				rooms[i] = fmt.Sprintf("room-%d", i)
+				sub.Subscribe(rooms[i])
+				brokertest.AwaitSubscribed(b, pub, rec, rooms[i])
+			}
+			h.want.Store(int64(b.N))
+			b.ReportAllocs()
+			b.ResetTimer()
+			var i atomic.Int64
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					r := rooms[i.Add(1)%int64(len(rooms))]
+					if err := pub.Publish(context.Background(), &primus.Message{Rooms: []string{r}, Data: benchData}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			<-h.done
+			b.StopTimer()
+			if d := sub.Stats().Dropped; d > 0 {
+				b.Fatalf("dropped %d", d)
+			}
+		})
+	}
+}
