@@ -134,4 +134,3 @@ func countData(c *nodefixture.Client, want string) int {
 	}
 	return n
 }
-
