@@ -42,6 +42,8 @@ type Client struct {
 	flushers []flusher
 	ended    bool
 	endErr   error
+
+	stats stats
 }
 
 type flusher struct {
@@ -141,6 +143,7 @@ func (c *Client) enqueue(b []byte) error {
 		return wrapErr("write", closedErr(c.endErr))
 	}
 	if c.prio.len()+c.queue.len() >= c.opts.queueSize {
+		c.stats.queueFull.Add(1)
 		return wrapErr("write", ErrQueueFull)
 	}
 	c.seq++
@@ -387,6 +390,7 @@ func (c *Client) dialWS(ctx context.Context) (*websocket.Conn, error) {
 // held back.
 func (c *Client) activate(ws *websocket.Conn) *conn {
 	cn := newConn(c, ws)
+	c.stats.connects.Add(1)
 	c.mu.Lock()
 	c.cur = cn
 	c.inOpen = c.opts.onOpen != nil
@@ -493,6 +497,7 @@ func (c *Client) finish(reason error) {
 	c.ended = true
 	c.endErr = reason
 	c.cur = nil
+	c.stats.discarded.Add(uint64(c.prio.len() + c.queue.len()))
 	c.prio, c.queue = fifo{}, fifo{}
 	c.mu.Unlock()
 	close(c.msgs)

@@ -430,6 +430,9 @@ func TestReconnectRunsOnOpenAgain(t *testing.T) {
 	if got := recv(t, c); got != `"after reconnect"` {
 		t.Fatalf("got %s", got)
 	}
+	if st := c.Stats(); st.Connects != 2 || st.Received != 3 {
+		t.Fatalf("stats %+v, want 2 connects, 3 messages", st)
+	}
 }
 
 // disconnect makes the stub refuse connections and drop c's connection, and
@@ -530,6 +533,9 @@ func TestQueueBound(t *testing.T) {
 	}
 	if err := c.Write(map[string]any{"echo": 4}); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("4th write = %v, want ErrQueueFull", err)
+	}
+	if st := c.Stats(); st.QueueFull != 1 {
+		t.Fatalf("stats %+v, want QueueFull 1", st)
 	}
 	s.refuse.Store(false)
 	for i := 1; i <= 3; i++ {
@@ -644,6 +650,9 @@ func TestCloseIsIdempotentAndGraceful(t *testing.T) {
 	if _, ok := <-c.Messages(); ok {
 		t.Fatal("Messages not closed")
 	}
+	if st := c.Stats(); st.Sent != 1 || st.Received != 1 || st.Connects != 1 || st.Lost+st.Discarded != 0 {
+		t.Fatalf("stats %+v", st)
+	}
 	if err := c.Write(1); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Write after Close = %v", err)
 	}
@@ -663,6 +672,8 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	c, _ := dialStub(t, s, append(ev.options(), WithReconnect(ReconnectPolicy{Min: time.Hour}))...)
 	disconnect(t, s, c, ev)
 	waitFor(t, ev.reconnect, "reconnect scheduled")
+	c.Write("a")
+	c.Write("b")
 	ctx := testCtx(t)
 	idErr := make(chan error, 1)
 	go func() { _, err := c.ID(ctx); idErr <- err }()
@@ -671,6 +682,9 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	waitFor(t, closed, "Close during a 1h backoff")
 	if err := waitFor(t, idErr, "ID to return"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("ID = %v", err)
+	}
+	if st := c.Stats(); st.Discarded != 2 {
+		t.Fatalf("stats %+v, want 2 discarded", st)
 	}
 }
 
@@ -726,6 +740,9 @@ func TestInvalidJSONIsReportedAndSkipped(t *testing.T) {
 	}
 	if got := recv(t, c); got != `"still alive"` {
 		t.Fatalf("got %s", got)
+	}
+	if st := c.Stats(); st.InvalidFrames != 1 || st.Received != 1 {
+		t.Fatalf("stats %+v, want 1 invalid frame and 1 message", st)
 	}
 }
 

@@ -133,6 +133,7 @@ func (cn *conn) handle(typ websocket.MessageType, b []byte) bool {
 		return cn.deliver(Message{Binary: b})
 	}
 	if !json.Valid(b) {
+		c.stats.invalid.Add(1)
 		err := fmt.Errorf("%w from the server (frame dropped): %.64q", ErrInvalidJSON, b)
 		c.log.Warn("primus client: dropped a frame that is not valid JSON", "len", len(b))
 		if f := c.opts.onError; f != nil {
@@ -150,6 +151,9 @@ func (cn *conn) handle(typ websocket.MessageType, b []byte) bool {
 			cn.heartbeat.Reset(c.opts.pingTimeout)
 		}
 		cn.send(pongFor(p.value))
+		if f := c.opts.onPing; f != nil {
+			f()
+		}
 	case "id":
 		c.mu.Lock()
 		cn.id, cn.idKnown = p.value, true
@@ -172,6 +176,7 @@ func (cn *conn) handle(typ websocket.MessageType, b []byte) bool {
 // channel with backpressure.
 func (cn *conn) deliver(m Message) bool {
 	c := cn.c
+	c.stats.received.Add(1)
 	if h := c.opts.handler; h != nil {
 		h(m)
 		return true
@@ -180,6 +185,7 @@ func (cn *conn) deliver(m Message) bool {
 	case c.msgs <- m:
 		return true
 	case <-cn.ctx.Done():
+		c.stats.lost.Add(1)
 		c.log.Warn("primus client: connection ended while a message waited for the application; message lost")
 		return false
 	}
@@ -217,8 +223,14 @@ func (cn *conn) writeLoop() {
 		err := cn.ws.Write(context.Background(), websocket.MessageText, b)
 		c.sent(seq)
 		if err != nil {
+			if seq != 0 {
+				c.stats.lost.Add(1)
+			}
 			cn.fail(wrapErr("write", err))
 			return
+		}
+		if seq != 0 {
+			c.stats.sent.Add(1)
 		}
 	}
 }

@@ -123,6 +123,7 @@ type options struct {
 	onError        func(error)
 	logger         *slog.Logger
 	random         func() float64 // jitter source; tests replace it
+	onPing         func()         // test seam: a ping arrived
 }
 
 func defaultOptions() options {

@@ -1,0 +1,69 @@
+// Package client is a Go client for Primus 8 servers (the original Node.js
+// Primus with the websockets transformer and JSON parser, and this module's
+// Go server): for services, bots, workers and load tests that take part in
+// a Primus application like a browser would.
+//
+// # Usage
+//
+//	c, err := client.Dial(ctx, "https://chat.example.com",
+//		client.WithOnOpen(func(c *client.Client) {
+//			c.Write(map[string]any{"join": "news"}) // after every (re)connect
+//		}))
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	for m := range c.Messages() {
+//		var v Event
+//		if err := m.Decode(&v); err != nil { ... }
+//	}
+//	// Messages is closed when the client ended; c.Err() says why.
+//
+// # Sessions and reconnects
+//
+// A Client is a logical session over a sequence of connections. When a
+// connection is lost (network error, server restart, no heartbeat) the client
+// reconnects with the original client's backoff (ReconnectPolicy: 500 ms,
+// then exponential with jitter, 10 attempts by default). Every reconnect is
+// a new Primus session: the server sees a new spark with a new id and no room
+// membership, which is why WithOnOpen exists. Messages written while
+// disconnected wait in a bounded queue and are sent after OnOpen has run.
+//
+// The client does not reconnect when the server ended the session on purpose
+// ("primus::server::close", spark.end() on the server): it ends with
+// ErrServerEnded. It also ends when Retries attempts in a row failed
+// (ErrReconnectFailed) or Close was called (ErrClosed). Done, Wait and Err
+// report the end.
+//
+// # Heartbeat
+//
+// Primus servers ping every pingInterval (30 s by default) and close clients
+// that do not answer; the client answers every "primus::ping::<t>" with
+// "primus::pong::<t>". Conversely, when no ping arrived within the ping
+// timeout (WithPingTimeout, 45 s = 1.5 x the default interval) the
+// connection is presumed dead and replaced. Set the timeout to 1.5 x the
+// server's interval when it is not the default.
+//
+// # Flow control
+//
+// Write never blocks on the network: it encodes the message and appends it
+// to the outgoing queue (WithQueueSize), or fails with ErrQueueFull. Flush
+// waits until the queue has been written. On the receiving side, the Messages
+// channel (WithMessageBuffer) applies backpressure to the connection: see
+// Messages. WithHandler is the callback alternative.
+//
+// # Differences from the JavaScript client
+//
+//   - Dial makes one attempt and reports its error; reconnecting starts only
+//     after a first successful connection.
+//   - The outgoing queue is bounded (the original's is unbounded) and
+//     rejects new messages when full instead of dropping the oldest.
+//   - A URL path outside the pathname is an error instead of being silently
+//     replaced; no "_primuscb" cache-busting parameter is added (servers
+//     ignore it).
+//   - Frames that are not valid JSON are reported through WithOnError and
+//     counted in Stats, like the original's "error" event.
+//
+// Every error is one of the package's sentinel errors or wraps its cause
+// with a "primus client: <operation>:" prefix; use errors.Is and errors.As.
+package client
