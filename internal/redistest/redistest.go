@@ -8,6 +8,7 @@ package redistest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -55,6 +56,8 @@ type Server struct {
 	extra     []string
 	password  string
 	conf      string // sentinel config file
+	useTLS    bool
+	clientTLS *tls.Config
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -85,6 +88,9 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	}
 	if s.port == 6379 {
 		t.Fatal("redistest: refusing to use port 6379")
+	}
+	if s.useTLS {
+		s.makeCerts(t)
 	}
 	t.Cleanup(s.Kill)
 	return s
@@ -123,12 +129,17 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 // Port is the TCP port.
 func (s *Server) Port() int { return s.port }
 
-// URL is a redis:// URL for the server (with the password, if any).
+// URL is a redis:// URL for the server (rediss:// with WithTLS), with the
+// password, if any.
 func (s *Server) URL() string {
-	if s.password != "" {
-		return "redis://:" + s.password + "@" + s.Addr()
+	scheme := "redis://"
+	if s.useTLS {
+		scheme = "rediss://"
 	}
-	return "redis://" + s.Addr()
+	if s.password != "" {
+		return scheme + ":" + s.password + "@" + s.Addr()
+	}
+	return scheme + s.Addr()
 }
 
 // Dir is the server's working directory (its log is redis.log there).
@@ -138,8 +149,11 @@ func (s *Server) args() []string {
 	if s.sentinel {
 		return []string{s.conf}
 	}
-	args := []string{
-		"--port", strconv.Itoa(s.port),
+	port := []string{"--port", strconv.Itoa(s.port)}
+	if s.useTLS {
+		port = append([]string{"--port", "0", "--tls-port", strconv.Itoa(s.port)}, s.tlsArgs()...)
+	}
+	args := append(port,
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
@@ -147,7 +161,7 @@ func (s *Server) args() []string {
 		"--dir", s.dir,
 		"--daemonize", "no",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
-	}
+	)
 	return append(args, s.extra...)
 }
 
@@ -228,7 +242,7 @@ func (s *Server) ping() error {
 }
 
 func (s *Server) dial() (*Conn, error) {
-	c, err := Dial(s.Addr(), 2*time.Second)
+	c, err := DialTLS(s.Addr(), 2*time.Second, s.clientTLS)
 	if err != nil {
 		return nil, err
 	}

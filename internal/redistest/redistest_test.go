@@ -155,3 +155,21 @@ func TestSentinelGroupFailover(t *testing.T) {
 		t.Fatal("expected the old master to be promoted back")
 	}
 }
+
+func TestTLS(t *testing.T) {
+	s := StartServer(t, WithTLS())
+	if !strings.HasPrefix(s.URL(), "rediss://127.0.0.1:") || s.TLSConfig() == nil {
+		t.Fatalf("URL %s, TLS config %v", s.URL(), s.TLSConfig())
+	}
+	if v, err := s.Do("PING"); err != nil || v != "PONG" {
+		t.Fatalf("PING over TLS: %v %v", v, err)
+	}
+	c, err := Dial(s.Addr(), 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Do("PING"); err == nil {
+		t.Fatal("plain-text PING answered on the TLS port")
+	}
+}

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,18 @@ func (e RespError) Error() string { return string(e) }
 // later command.
 func Dial(addr string, timeout time.Duration) (*Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{c: c, r: bufio.NewReader(c), timeout: timeout}, nil
+}
+
+// DialTLS is Dial over TLS with cfg (plain TCP when cfg is nil).
+func DialTLS(addr string, timeout time.Duration, cfg *tls.Config) (*Conn, error) {
+	if cfg == nil {
+		return Dial(addr, timeout)
+	}
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", addr, cfg)
 	if err != nil {
 		return nil, err
 	}
