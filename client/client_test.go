@@ -795,3 +795,36 @@ func TestHandler(t *testing.T) {
 		t.Fatal("Messages delivered or not closed in handler mode")
 	}
 }
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	s := startStub(t, stubConfig{tls: true})
+	if !strings.HasPrefix(s.URL, "https://") {
+		t.Fatalf("URL %s", s.URL)
+	}
+	c, _ := dialStub(t, s, WithHTTPClient(s.srv.Client()))
+	c.Write(map[string]any{"echo": "secure"})
+	if got := recv(t, c); got != `"secure"` {
+		t.Fatalf("got %s", got)
+	}
+	// Without the test CA the handshake fails.
+	if _, err := Dial(testCtx(t), s.URL); err == nil {
+		t.Fatal("Dial without the server's CA succeeded")
+	}
+}
+
+func TestReadLimit(t *testing.T) {
+	t.Parallel()
+	s := startStub(t, stubConfig{})
+	ev := newEvents()
+	c, _ := dialStub(t, s, append(ev.options(), WithReadLimit(16), fastReconnect)...)
+	c.Write(map[string]any{"echo": "short"})
+	if got := recv(t, c); got != `"short"` {
+		t.Fatalf("got %s", got)
+	}
+	c.Write(map[string]any{"echo": strings.Repeat("x", 100)})
+	if err := waitFor(t, ev.close, "close"); err == nil || !strings.Contains(err.Error(), "read limited") {
+		t.Fatalf("close reason = %v, want the read limit", err)
+	}
+	nextConn(t, s) // reconnected
+}

@@ -237,8 +237,9 @@ func WithReadLimit(n int64) Option {
 // on the connection's reader goroutine, instead of sending it to the Messages
 // channel. While h runs, nothing else is read from the connection, including
 // heartbeats: a handler that blocks longer than the ping timeout gets the
-// connection dropped. h must not call Close (Close waits for the goroutine
-// running h); call go c.Close() instead.
+// connection dropped, and h must not wait for anything that arrives on the
+// connection (such as ID's answer). h must not call Close (Close waits for
+// the goroutine running h); call go c.Close() instead.
 func WithHandler(h func(Message)) Option {
 	return func(o *options) { o.handler = h }
 }

@@ -58,6 +58,8 @@ type stubConfig struct {
 	// it makes timing-sensitive tests flaky, and tests check pongs
 	// directly.
 	strictPong bool
+	// tls serves https (wss) with httptest's certificate; use s.srv.Client().
+	tls bool
 }
 
 type stubConn struct {
@@ -84,7 +86,11 @@ func newStubServer(cfg stubConfig) *stubServer {
 		room:  map[string]map[*stubConn]bool{},
 		conns: make(chan *stubConn, 256),
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	if cfg.tls {
+		s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serveHTTP))
+	} else {
+		s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	}
 	s.URL = s.srv.URL
 	return s
 }
