@@ -25,6 +25,12 @@ type outQueue struct {
 	dead    bool // the connection is gone
 	failure CloseReason
 	idle    chan struct{} // closed when the writer stops, for drain
+
+	// first backs frames when an idle queue gets a frame, so that the
+	// common wake-up (one broadcast frame) allocates no slice; bufs is the
+	// writer's net.Buffers, kept here so that writev does not allocate it.
+	first [1][]byte
+	bufs  net.Buffers
 }
 
 // spareLimit bounds the batch slice a writer keeps for reuse.
@@ -67,6 +73,11 @@ func (q *outQueue) pushFinal(s *Spark, frame []byte) {
 }
 
 func (q *outQueue) appendLocked(s *Spark, frame []byte) {
+	if q.frames == nil && !q.writing {
+		// No writer owns first (it is only ever batch or spare of a
+		// running writer).
+		q.frames = q.first[:0]
+	}
 	q.frames = append(q.frames, frame)
 	q.bytes += len(frame)
 	if !q.writing {
@@ -109,8 +120,9 @@ func (q *outQueue) writeLoop(s *Spark) {
 			n += len(f)
 		}
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
-		bufs := net.Buffers(batch)
-		_, err := bufs.WriteTo(s.conn)
+		q.bufs = batch // WriteTo consumes q.bufs, not batch
+		_, err := q.bufs.WriteTo(s.conn)
+		q.bufs = nil
 		s.srv.stats.framesOut.Add(uint64(len(batch)))
 
 		clear(batch)
