@@ -100,7 +100,7 @@ func decodeCompat(p string) (compatMessage, error) {
 			if data, ok := strings.CutPrefix(rest[end:], compatDataSep); ok && plainString(room) &&
 				len(data) > 1 && data[len(data)-1] == '}' {
 				data = data[:len(data)-1]
-				if json.Valid(bytesOf(data)) {
+				if validJSON(data) {
 					return compatMessage{room: room, data: data, hasData: true}, nil
 				}
 			}

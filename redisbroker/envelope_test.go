@@ -104,6 +104,18 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	})
 }
 
+// FuzzValidJSON checks the fast validator against encoding/json.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{`{"a":1,"a":2}`, "\"a\xffb\"", `1 2`, ` [1, {"x": null}] `, `[1,]`, `"\ud800"`, ``, `nul`, `1e400`, `-0.0e-7`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validJSON(s), json.Valid([]byte(s)); got != want {
+			t.Fatalf("validJSON(%q) = %v, encoding/json says %v", s, got, want)
+		}
+	})
+}
+
 func TestUniqueRooms(t *testing.T) {
 	a := []string{"a", "b", "c"}
 	if got := uniqueRooms(a); &got[0] != &a[0] {
