@@ -73,13 +73,15 @@ func TestHeartbeatWebSocketPingKeepsAlive(t *testing.T) {
 	ts := startServer(t, primus.Config{PingInterval: beat})
 	c := ts.dial(t, dialOpts{}) // never answers primus pings
 	s := ts.nextSpark(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	stop := make(chan struct{})
 	pinger := make(chan error, 1)
 	go func() {
 		tick := time.NewTicker(beat / 4)
 		defer tick.Stop()
 		for {
-			pctx, pcancel := context.WithTimeout(ctx, waitTimeout)
+			// Not cancelled by stop: cancelling a coder/websocket call
+			// in flight closes the connection.
+			pctx, pcancel := context.WithTimeout(context.Background(), waitTimeout)
 			err := c.conn.Ping(pctx) // the reader goroutine reads the pong
 			pcancel()
 			if err != nil {
@@ -87,7 +89,7 @@ func TestHeartbeatWebSocketPingKeepsAlive(t *testing.T) {
 				return
 			}
 			select {
-			case <-ctx.Done():
+			case <-stop:
 				pinger <- nil
 				return
 			case <-tick.C:
@@ -95,7 +97,7 @@ func TestHeartbeatWebSocketPingKeepsAlive(t *testing.T) {
 		}
 	}()
 	waitPings(t, c, 6)
-	cancel()
+	close(stop)
 	if err := <-pinger; err != nil {
 		t.Fatalf("WebSocket ping failed: %v", err)
 	}
