@@ -15,14 +15,19 @@ func (srv *Server) heartbeat() {
 		<-srv.stopBeat
 		return
 	}
-	t := time.NewTicker(srv.cfg.PingInterval)
+	// A Timer reset after each beat, not a Ticker: a Ticker that fires
+	// while a beat is late delivers the next tick at once, and the sparks
+	// just pinged would be judged (and closed) moments later. Like Node's
+	// setInterval, the next beat is a full interval after this one.
+	t := time.NewTimer(srv.cfg.PingInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-srv.stopBeat:
 			return
-		case now := <-t.C:
-			srv.beat(now)
+		case <-t.C:
+			srv.beat(time.Now())
+			t.Reset(srv.cfg.PingInterval)
 		}
 	}
 }
