@@ -167,3 +167,15 @@ func BenchmarkCompatDecode(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkEnvelopeDecode1MiB(b *testing.B) {
+	m := &primus.Message{ID: "1", Origin: "n", Rooms: []string{"big"}, Data: []byte(`{"blob":"` + strings.Repeat("0123456789abcdef", 1<<16) + `"}`)}
+	p := string(AppendEnvelope(nil, m))
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeEnvelope(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
