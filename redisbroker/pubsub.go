@@ -179,12 +179,14 @@ func (b *Broker) masterAddr(c rueidis.Client) string {
 }
 
 // do runs commands on the Pub/Sub connection in one round trip, bounded
-// by CommandTimeout.
+// by CommandTimeout plus 1 ms per subscribeBatch channels (a resubscription
+// of a million rooms takes Redis a while).
 func (b *Broker) do(dc rueidis.DedicatedClient, cmds ...rueidis.Completed) error {
 	if len(cmds) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.CommandTimeout)
+	timeout := b.cfg.CommandTimeout + time.Duration(len(cmds))*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for _, r := range dc.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
