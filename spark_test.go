@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/protocol"
 )
 
 // echoConfig makes every spark write back what it receives.
@@ -225,8 +226,8 @@ func TestBinaryFrame(t *testing.T) {
 	if !d.IsBinary() || !bytes.Equal(d.Bytes(), payload) {
 		t.Fatalf("got %v %x, want binary %x", d.IsBinary(), d.Bytes(), payload)
 	}
-	if d.JSON() != nil {
-		t.Errorf("JSON() of binary data = %q, want nil", d.JSON())
+	if d.JSON() != nil || d.String() != "<binary 4 bytes>" {
+		t.Errorf("binary data: JSON() = %q, String() = %q", d.JSON(), d.String())
 	}
 	var v any
 	if d.Decode(&v) == nil {
@@ -581,5 +582,28 @@ func TestNoDataAfterEnd(t *testing.T) {
 			all = append(all, v)
 		}
 		t.Fatalf("OnData ran for %v, want only the first message", all)
+	}
+}
+
+func TestErrorAndReasonText(t *testing.T) {
+	pe := &primus.ParseError{Data: []byte("{"), Err: protocol.ErrInvalidJSON}
+	if !errors.Is(pe, protocol.ErrInvalidJSON) || pe.Error() != "primus: invalid JSON" {
+		t.Errorf("ParseError: %q, Is=%v", pe.Error(), errors.Is(pe, protocol.ErrInvalidJSON))
+	}
+	for r, want := range map[primus.CloseReason]string{
+		primus.ReasonNone:             "open",
+		primus.ReasonHeartbeatTimeout: "heartbeat timeout",
+		primus.ReasonSlowConsumer:     "slow consumer",
+		primus.ReasonShutdown:         "server shutdown",
+		primus.CloseReason(99):        "unknown",
+		primus.CloseReason(-1):        "unknown",
+	} {
+		if got := r.String(); got != want {
+			t.Errorf("CloseReason(%d).String() = %q, want %q", int(r), got, want)
+		}
+	}
+	var d primus.Data
+	if d.String() != "" || d.IsBinary() {
+		t.Errorf("zero Data = %q", d.String())
 	}
 }

@@ -192,3 +192,26 @@ func FuzzReadMessage(f *testing.F) {
 		}
 	})
 }
+
+func TestAcceptKey(t *testing.T) {
+	// RFC 6455 §1.3.
+	if got := acceptKey("dGhlIHNhbXBsZSBub25jZQ=="); got != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("acceptKey = %q", got)
+	}
+}
+
+func TestErrorsText(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{&CloseError{}, "websocket: closed without status"},
+		{&CloseError{Code: 1000, Reason: "bye"}, "websocket: close 1000 bye"},
+		{&ProtocolError{CloseProtocolError, "x"}, "websocket: x"},
+		{&HandshakeError{400, "y"}, "websocket: y"},
+	} {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("%#v.Error() = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}
