@@ -1,0 +1,65 @@
+package primus
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recordConn remembers the backing array of every buffer written to it.
+type recordConn struct {
+	mu   sync.Mutex
+	ptrs []*byte
+}
+
+func (c *recordConn) Read([]byte) (int, error) { return 0, io.EOF }
+func (c *recordConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.ptrs = append(c.ptrs, &p[0])
+	c.mu.Unlock()
+	return len(p), nil
+}
+func (*recordConn) Close() error                     { return nil }
+func (*recordConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (*recordConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (*recordConn) SetDeadline(time.Time) error      { return nil }
+func (*recordConn) SetReadDeadline(time.Time) error  { return nil }
+func (*recordConn) SetWriteDeadline(time.Time) error { return nil }
+
+// A room write is encoded once: every member's writer writes the very
+// same frame bytes, also when the write spans several rooms.
+func TestBroadcastSharesOneFrame(t *testing.T) {
+	srv, err := New(Config{PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(t.Context()) })
+	var conns []*recordConn
+	for i := range 50 {
+		c := &recordConn{}
+		s := &Spark{srv: srv, id: string(rune('A' + i)), conn: c}
+		s.alive.Store(true)
+		srv.addSpark(s)
+		if err := s.Join("r", string(rune('a'+i%3))); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, room := range []Room{srv.Room("r"), srv.Room("a", "b", "c", "r")} {
+		for _, c := range conns {
+			c.ptrs = nil
+		}
+		if err := room.Write(map[string]int{"x": 1}); err != nil {
+			t.Fatal(err)
+		}
+		srv.wg.Wait() // the writers are done
+		first := conns[0].ptrs
+		for i, c := range conns {
+			if len(c.ptrs) != 1 || c.ptrs[0] != first[0] {
+				t.Fatalf("%v: spark %d wrote %d buffers, shared=%v", room.rooms, i, len(c.ptrs), len(c.ptrs) == 1 && c.ptrs[0] == first[0])
+			}
+		}
+	}
+}
