@@ -62,6 +62,7 @@ func RunWithLimits(t *testing.T, newCluster NewCluster, limits Limits) {
 		{"ConcurrentPublishers", testConcurrentPublishers},
 		{"LargeMessage", testLargeMessage},
 		{"Close", testClose},
+		{"SubscribeDuringDelivery", testSubscribeDuringDelivery},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newCluster) })
@@ -459,4 +460,65 @@ func testClose(t *testing.T, newCluster NewCluster) {
 	if err := n[0].Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+}
+
+// testSubscribeDuringDelivery: the server calls Subscribe and Unsubscribe
+// while holding a room index lock, and its handler takes room index locks.
+// A broker whose Subscribe or Unsubscribe waits for a handler call in
+// flight therefore deadlocks the server (MemoryBroker once did).
+func testSubscribeDuringDelivery(t *testing.T, newCluster NewCluster) {
+	brokers := newCluster(t, 2)
+	if len(brokers) != 2 {
+		t.Fatalf("NewCluster returned %d brokers, want 2", len(brokers))
+	}
+	rec0, rec1 := NewRecorder(), NewRecorder()
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var enterOnce, releaseOnce sync.Once
+	blocking := primus.BrokerHandlerFunc(func(m *primus.Message) {
+		if string(m.Data) == `"block"` {
+			enterOnce.Do(func() { close(entered) })
+			<-release
+		}
+		rec0.HandleMessage(m)
+	})
+	for i, h := range []primus.BrokerHandler{blocking, rec1} {
+		if err := brokers[i].Start(context.Background(), h); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		t.Cleanup(func() { _ = brokers[i].Close() })
+	}
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // runs before the Closes
+	brokers[0].Subscribe("r")
+	AwaitSubscribed(t, brokers[1], rec0, "r")
+
+	published := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+		defer cancel()
+		published <- brokers[1].Publish(ctx, &primus.Message{Rooms: []string{"r"}, Data: []byte(`"block"`)})
+	}()
+	select {
+	case <-entered:
+	case <-time.After(Timeout):
+		t.Fatal("the handler was never called")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		brokers[0].Subscribe("other")
+		brokers[0].Unsubscribe("other")
+		brokers[0].Subscribe("r2")
+	}()
+	select {
+	case <-done:
+	case <-time.After(Timeout):
+		t.Fatal("Subscribe/Unsubscribe blocked while a handler call was in flight")
+	}
+	releaseOnce.Do(func() { close(release) })
+	if err := <-published; err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	rec0.WaitFor(t, "the blocked message", hasData(`"block"`))
+	AwaitSubscribed(t, brokers[1], rec0, "r2")
 }
