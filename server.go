@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/primusgo/primus/internal/ws"
 )
@@ -251,9 +252,16 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		// Clients that do not answer the close in time are cut off.
+		// Clients that do not answer the close in time are cut off. Their
+		// goroutines end at once, unless an application handler never
+		// returns: that one is not waited for beyond a short grace.
 		srv.forEachSpark(func(s *Spark) { s.conn.Close() })
-		<-done
+		grace := time.NewTimer(time.Second)
+		select {
+		case <-done:
+		case <-grace.C:
+		}
+		grace.Stop()
 		err = ctx.Err()
 	}
 	if berr := srv.broker.Close(); berr != nil && err == nil {

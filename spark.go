@@ -2,6 +2,7 @@ package primus
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -310,6 +311,7 @@ func (s *Spark) readError(err error) CloseReason {
 	case errors.As(err, &pe):
 		s.out.pushFinal(s, ws.CloseFrame(pe.Code, pe.Msg))
 		s.out.drain(s.srv.cfg.CloseTimeout)
+		s.lingerAfterClose()
 		s.reportError(err)
 		if pe.Code == ws.CloseTooBig {
 			return ReasonMessageTooLarge
@@ -317,6 +319,15 @@ func (s *Spark) readError(err error) CloseReason {
 		return ReasonProtocolError
 	}
 	return ReasonClientClosed
+}
+
+// lingerAfterClose reads and drops what the client still sends (the rest
+// of an oversized message, say) until it closes or CloseTimeout passes:
+// closing a socket with unread bytes sends a TCP reset, which can destroy
+// the close frame before the client reads it.
+func (s *Spark) lingerAfterClose() {
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.CloseTimeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, s.srv.cfg.MaxLength))
 }
 
 // dispatch hands d to the data handler while the spark is open; data that
