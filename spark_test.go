@@ -495,6 +495,7 @@ func TestProtocolErrors(t *testing.T) {
 			if code := c.readClose(t); code != tt.want {
 				t.Fatalf("close code %d, want %d", code, tt.want)
 			}
+			c.Close() // the handshake is over; the server lingers until then
 			ts.nextDisconnection(t)
 			if r := s.CloseReason(); r != primus.ReasonProtocolError {
 				t.Errorf("CloseReason %v, want %v", r, primus.ReasonProtocolError)
