@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ Usage:
   primus-bench run     -targets ws://127.0.0.1:8081/primus,ws://127.0.0.1:8082/primus [flags]
   primus-bench idle    -target ws://127.0.0.1:8081/primus -clients 10000 -pid <server pid>
   primus-bench compare [-quick] [-runs 3] [-scenarios S1,S2,S3,S4,S5] [-update BENCHMARKS.md]
+  primus-bench serve   [-cpuprofile file] [-pprof addr] -- <primus-server flags>
 
 run: N clients over the targets join rooms, a publisher sends benchmark
 messages at a fixed rate (or steps up to the maximum rate), and the
@@ -27,6 +29,7 @@ deliveries, loss, duplicates, latency and server CPU are reported.
 idle: N idle connections; the server's RSS per connection.
 compare: starts Redis and two nodes of each stack (Go: cmd/primus-server,
 Node: testdata/node/server.js) per scenario and writes bench-results/.
+serve: the standalone server (same code as cmd/primus-server) with profiling.
 
 Run "primus-bench <command> -h" for the flags.
 `
@@ -48,6 +51,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdIdle(ctx, args[1:], stdout, stderr, logf)
 	case "compare":
 		err = cmdCompare(ctx, args[1:], stderr, logf)
+	case "serve":
+		err = cmdServe(ctx, args[1:], stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -121,12 +126,26 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, logf f
 	pids := fs.String("pids", "", "processes to measure: name=pid,... (names server* count as server CPU, redis* as Redis)")
 	jsonOut := fs.String("json", "", "append the result as a JSON line to this file")
 	loops := fs.Int("loops", 2, "generator epoll loops")
+	busy := fs.Duration("busy-pause", 300*time.Microsecond, "generator loops pause this long after a busy epoll_wait (8+ ready connections); negative: never")
+	busyEv := fs.Int("busy-events", 8, "ready connections that make an epoll_wait busy (see -busy-pause)")
+	cpuProfile := fs.String("cpuprofile", "", "write the generator's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cfg := LoadConfig{Name: "run", Stack: "server", Clients: *clients, Rooms: *rooms, Layout: *layout, Path: *path,
 		PublishNode: *pubNode, RedisAddr: *redis, Channel: *channel, Size: *size, Rate: *rate, Duration: *dur,
-		Loops: *loops, Log: logf}
+		Loops: *loops, BusyPause: *busy, BusyEvents: *busyEv, Log: logf}
 	for t := range strings.SplitSeq(*targets, ",") {
 		if t = strings.TrimSpace(t); t == "" {
 			continue
@@ -239,10 +258,11 @@ func cmdCompare(ctx context.Context, args []string, stderr io.Writer, logf func(
 	goRedis := fs.String("go-redis-mode", "native", "the Go nodes' -redis-mode (native or compat)")
 	idle := fs.String("idle", "", "idle connection counts for S5 (default 10000,19900; quick: 10000)")
 	ping := fs.Duration("ping-interval", 30*time.Second, "heartbeat interval of both stacks (the Primus default)")
+	profile := fs.String("profile", "", "run the Go nodes under \"primus-bench serve\" and write their CPU profiles into this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c := CompareConfig{Runs: *runs, Quick: *quick, GoRedis: *goRedis, PingMs: int(ping.Milliseconds()), Log: logf}
+	c := CompareConfig{Runs: *runs, Quick: *quick, GoRedis: *goRedis, PingMs: int(ping.Milliseconds()), Log: logf, Profile: *profile}
 	var err error
 	if c.Repo = *repo; c.Repo == "" {
 		if c.Repo, err = findRepo(); err != nil {

@@ -27,6 +27,7 @@ type CompareConfig struct {
 	GoRedis   string   // the Go nodes' -redis-mode
 	Idle      []int    // idle connection counts for S5
 	PingMs    int      // server heartbeat interval of both stacks
+	Profile   string   // directory for CPU profiles of the Go nodes ("" = plain cmd/primus-server)
 	Log       func(format string, args ...any)
 }
 
@@ -122,6 +123,17 @@ func Compare(ctx context.Context, c CompareConfig) error {
 	}
 	defer os.RemoveAll(tmp)
 	e := &env{repo: c.Repo, nodeDir: c.NodeDir, tmp: tmp, goRedis: c.GoRedis, pingMs: c.PingMs}
+	if c.Profile != "" {
+		if e.profileDir, err = filepath.Abs(c.Profile); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(e.profileDir, 0o755); err != nil {
+			return err
+		}
+		if e.self, err = os.Executable(); err != nil {
+			return err
+		}
+	}
 	if slices.Contains(c.Stacks, "go") {
 		e.goBin = filepath.Join(tmp, "primus-server")
 		c.Log("building cmd/primus-server into %s", e.goBin)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -87,7 +88,7 @@ func (s *server) stop() {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
-	case <-time.After(3 * time.Second):
+	case <-time.After(6 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
@@ -215,6 +216,9 @@ type env struct {
 	goRedis   string // native or compat
 	pingMs    int
 	logPrefix string
+
+	profileDir string // run Go nodes as "<self> serve -cpuprofile <dir>/<tag>.prof"
+	self       string
 }
 
 func (e *env) startRedis(ctx context.Context, tag string) (*server, string, error) {
@@ -259,9 +263,13 @@ func (e *env) deploy(ctx context.Context, stack, tag string) (*deployment, error
 		var s *server
 		switch stack {
 		case "go":
-			s, err = startServer(name, e.repo, e.logPath(tag+"-"+name), []string{"GOGC=100"}, nil, e.goBin,
-				"-addr", addr, "-redis-url", d.redisAt, "-redis-mode", e.goRedis,
-				"-ping-interval", strconv.Itoa(e.pingMs)+"ms", "-log-level", "warn")
+			argv := []string{e.goBin}
+			if e.profileDir != "" {
+				argv = []string{e.self, "serve", "-cpuprofile", filepath.Join(e.profileDir, e.logPrefix+tag+"-"+name+".prof"), "--"}
+			}
+			argv = append(argv, "-addr", addr, "-redis-url", d.redisAt, "-redis-mode", e.goRedis,
+				"-ping-interval", strconv.Itoa(e.pingMs)+"ms", "-log-level", "warn", "-shutdown-timeout", "3s")
+			s, err = startServer(name, e.repo, e.logPath(tag+"-"+name), nil, nil, argv...)
 			if err == nil {
 				err = waitFor(ctx, s, 15*time.Second, func() error { return goHealthy(addr) })
 			}

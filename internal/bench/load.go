@@ -36,9 +36,11 @@ type LoadConfig struct {
 	// "server" count as server CPU.
 	Procs []Proc
 
-	Parallel int // concurrent dials (default 32)
-	Loops    int // generator epoll loops (default 2)
-	Log      func(format string, args ...any)
+	Parallel   int           // concurrent dials (default 32)
+	Loops      int           // generator epoll loops (default 2)
+	BusyPause  time.Duration // see PoolConfig.BusyPause
+	BusyEvents int
+	Log        func(format string, args ...any)
 }
 
 // Proc is a measured process.
@@ -80,6 +82,7 @@ type StepResult struct {
 	PublishLagMs    float64 `json:"publish_lag_max_ms"`
 	DrainMs         float64 `json:"drain_ms"`
 	LostConns       int64   `json:"lost_connections"`
+	FramesPerRead   float64 `json:"frames_per_read"`
 
 	Latency Latency `json:"latency_ms"`
 
@@ -201,7 +204,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	specs, members := cfg.specs()
 	res := &LoadResult{Scenario: cfg.Name, Stack: cfg.Stack, Clients: cfg.Clients, Rooms: cfg.Rooms, Path: cfg.Path, Size: cfg.Size}
 
-	pool, err := NewPool(PoolConfig{Targets: cfg.Targets, Loops: cfg.Loops})
+	pool, err := NewPool(PoolConfig{Targets: cfg.Targets, Loops: cfg.Loops, BusyPause: cfg.BusyPause, BusyEvents: cfg.BusyEvents})
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +362,9 @@ func (r *runner) step(ctx context.Context, n int, rate float64, d time.Duration,
 		}
 		sent = due
 	}
-	pubTime := time.Since(start)
+	// The publishing time is the schedule's (total messages at the rate),
+	// or longer if the publisher fell behind it.
+	pubTime := max(time.Since(start), time.Duration(float64(total)*interval))
 
 	// Drain: until everything expected arrived, or nothing came for a while.
 	drainStart := time.Now()
@@ -397,6 +402,9 @@ func (r *runner) step(ctx context.Context, n int, rate float64, d time.Duration,
 		DrainMs:         ms(drain),
 		LostConns:       r.pool.Lost() - lostBefore,
 		Latency:         latencyOf(st),
+	}
+	if st.reads > 0 {
+		res.FramesPerRead = float64(st.received) / float64(st.reads)
 	}
 	unique := st.received - st.dups
 	res.Lost = max(expected-unique, 0)
@@ -444,8 +452,8 @@ func (s *StepResult) summary() string {
 	if !s.Pass {
 		verdict = "FAIL " + s.Reason
 	}
-	return fmt.Sprintf("target %.0f/s delivered %.0f/s loss %.4f%% dups %d p50 %.2f p99 %.2f p99.9 %.2f max %.1f ms, server CPU %.2f µs/delivery (gen %.1fs cpu) %s",
-		s.TargetRate, s.DeliveredPerSec, s.Loss*100, s.Duplicates, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, s.CPUPerDelivery, s.GeneratorCPU, verdict)
+	return fmt.Sprintf("target %.0f/s delivered %.0f/s loss %.4f%% dups %d p50 %.2f p99 %.2f p99.9 %.2f max %.1f ms, server CPU %.2f µs/delivery (gen %.1fs cpu, %.1f msgs/read) %s",
+		s.TargetRate, s.DeliveredPerSec, s.Loss*100, s.Duplicates, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, s.CPUPerDelivery, s.GeneratorCPU, s.FramesPerRead, verdict)
 }
 
 // stepUp doubles the rate until a step fails, then bisects.
