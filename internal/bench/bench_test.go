@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/primusgo/primus"
 	"github.com/primusgo/primus/internal/serverapp"
+	"github.com/primusgo/primus/redisbroker"
 )
 
 func TestPayloadRoundTrip(t *testing.T) {
@@ -104,7 +106,7 @@ func TestRunLoadPaths(t *testing.T) {
 				Name: "test", Stack: "go", Targets: targets,
 				Clients: 20, Rooms: tc.rooms, Layout: tc.layout, ClientNodes: tc.nodes,
 				Path: tc.path, PublishNode: 1, Size: 80,
-				Rate: 2000, Duration: 600 * time.Millisecond,
+				Rate: 2000, Duration: 600 * time.Millisecond, Warm: 200 * time.Millisecond,
 				Log: t.Logf,
 			})
 			if err != nil {
@@ -128,7 +130,7 @@ func TestStepUpStopsAtBound(t *testing.T) {
 	res, err := RunLoad(ctx, LoadConfig{
 		Name: "step", Stack: "go", Targets: targets,
 		Clients: 10, Rooms: 2, Path: PathWS, PublishNode: 1,
-		Rate: 500, Duration: 300 * time.Millisecond,
+		Rate: 500, Duration: 300 * time.Millisecond, Warm: -1,
 		Step: &StepConfig{Factor: 2, Bisect: 1, MaxRate: 2000},
 	})
 	if err != nil {
@@ -152,5 +154,46 @@ func TestIdle(t *testing.T) {
 	}
 	if res.Connected != 50 || res.LostConns != 0 || res.Pings == 0 {
 		t.Fatalf("%+v", res)
+	}
+}
+
+func TestEnvelopeMatchesRedisbroker(t *testing.T) {
+	data := appendPayload(nil, 3, 42, 7, 0, 100)
+	m, err := redisbroker.DecodeEnvelope(appendEnvelope(nil, "b3", "r7", data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ID != "b3" || m.Origin != benchOrigin || len(m.Rooms) != 1 || m.Rooms[0] != "r7" || len(m.Except) != 0 || string(m.Data) != string(data) {
+		t.Fatalf("%+v", m)
+	}
+	if ch := redisbroker.RoomChannel("primus", "r7"); ch != "primus:room:r7" {
+		t.Fatalf("room channel %q: the redis-native publisher builds <prefix>:room:<room>", ch)
+	}
+}
+
+func TestFloorServer(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- serveFloor(ctx, ln) }()
+	tg := Target{Addr: ln.Addr().String(), Path: "/"}
+	res, err := RunLoad(ctx, LoadConfig{
+		Name: "floor", Stack: "floor", Targets: []Target{tg, tg},
+		Clients: 20, Rooms: 10, Layout: "block", ClientNodes: []int{0, 1}, Path: PathMembers,
+		Rate: 1000, Duration: 300 * time.Millisecond, Warm: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := res.Steps[0]; st.Lost != 0 || st.Duplicates != 0 || st.Received != st.Expected || st.Expected == 0 {
+		t.Fatalf("%+v", st)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

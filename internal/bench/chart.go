@@ -17,8 +17,8 @@ func renderSVG(panels []ChartPanel) string {
 		legendH        = 28
 		gap            = 10
 	)
-	colors := map[string]string{"go": "#00add8", "node": "#3c873a"}
-	names := map[string]string{"go": "Go", "node": "Node (primus 8.0.9, primus-redis-rooms 0.3.2)"}
+	colors := map[string]string{"go": "#00add8", "node": "#3c873a", "floor": "#999999"}
+	names := map[string]string{"go": "Go", "node": "Node (primus 8.0.9, primus-redis-rooms 0.3.2)", "floor": "floor (trivial fan-out, no Redis)"}
 	n := max(len(panels), 1)
 	w := n*pw + (n-1)*gap
 	h := ph + legendH
@@ -96,7 +96,16 @@ func renderSVG(panels []ChartPanel) string {
 	}
 	// Legend.
 	lx := 10
-	for _, s := range []string{"node", "go"} {
+	present := map[string]bool{}
+	for _, p := range panels {
+		for s := range p.Series {
+			present[s] = true
+		}
+	}
+	for _, s := range []string{"node", "go", "floor"} {
+		if !present[s] {
+			continue
+		}
 		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"/>`+"\n", lx, ph+8, lx+22, ph+8, colors[s])
 		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", lx+28, ph+12, names[s])
 		lx += 40 + 6*len(names[s])

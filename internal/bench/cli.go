@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -22,6 +23,7 @@ Usage:
   primus-bench idle    -target ws://127.0.0.1:8081/primus -clients 10000 -pid <server pid>
   primus-bench compare [-quick] [-runs 3] [-scenarios S1,S2,S3,S4,S5] [-update BENCHMARKS.md]
   primus-bench serve   [-cpuprofile file] [-pprof addr] -- <primus-server flags>
+  primus-bench floor   [-addr 127.0.0.1:0]
 
 run: N clients over the targets join rooms, a publisher sends benchmark
 messages at a fixed rate (or steps up to the maximum rate), and the
@@ -30,6 +32,8 @@ idle: N idle connections; the server's RSS per connection.
 compare: starts Redis and two nodes of each stack (Go: cmd/primus-server,
 Node: testdata/node/server.js) per scenario and writes bench-results/.
 serve: the standalone server (same code as cmd/primus-server) with profiling.
+floor: a trivial one-process fan-out server (no Primus, no Redis) that writes
+one prebuilt frame per member: the machine's floor (compare -stacks floor,...).
 
 Run "primus-bench <command> -h" for the flags.
 `
@@ -53,6 +57,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdCompare(ctx, args[1:], stderr, logf)
 	case "serve":
 		err = cmdServe(ctx, args[1:], stderr)
+	case "floor":
+		err = cmdFloor(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -117,6 +123,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, logf f
 	size := fs.Int("size", 100, "message size in bytes")
 	rate := fs.Float64("rate", 20000, "deliveries per second (the first step when stepping)")
 	dur := fs.Duration("duration", 10*time.Second, "publishing time (per step)")
+	warm := fs.Duration("warm", 2*time.Second, "unmeasured load at -rate before measuring (0: none)")
 	step := fs.Bool("step", false, "step up to the maximum rate that holds -loss and -p99")
 	factor := fs.Float64("step-factor", 2, "rate growth per step until the first failing step")
 	bisect := fs.Int("bisect", 3, "bisection steps after the first failing step")
@@ -144,7 +151,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, logf f
 		defer pprof.StopCPUProfile()
 	}
 	cfg := LoadConfig{Name: "run", Stack: "server", Clients: *clients, Rooms: *rooms, Layout: *layout, Path: *path,
-		PublishNode: *pubNode, RedisAddr: *redis, Channel: *channel, Size: *size, Rate: *rate, Duration: *dur,
+		PublishNode: *pubNode, RedisAddr: *redis, Channel: *channel, Size: *size, Rate: *rate, Duration: *dur, Warm: *warm,
 		Loops: *loops, BusyPause: *busy, BusyEvents: *busyEv, Log: logf}
 	for t := range strings.SplitSeq(*targets, ",") {
 		if t = strings.TrimSpace(t); t == "" {
@@ -168,6 +175,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, logf f
 	}
 	if cfg.Procs, err = parseProcs(*pids); err != nil {
 		return err
+	}
+	if *warm == 0 {
+		cfg.Warm = -1
 	}
 	if *step {
 		cfg.Step = &StepConfig{Factor: *factor, Bisect: *bisect, P99: *p99, Loss: *loss, MaxRate: *maxRate}
@@ -250,7 +260,7 @@ func cmdCompare(ctx context.Context, args []string, stderr io.Writer, logf func(
 	quick := fs.Bool("quick", false, "one run with short steps and 10,000 idle connections (a few minutes)")
 	runs := fs.Int("runs", 3, "runs per scenario and stack (medians are reported)")
 	scen := fs.String("scenarios", "S1,S2,S3,S4,S5", "scenarios to run")
-	stacks := fs.String("stacks", "node,go", "stacks to run")
+	stacks := fs.String("stacks", "node,go,floor", "stacks to run: node, go, floor (the trivial reference server, S1-S3 only)")
 	out := fs.String("out", "bench-results", "results directory (relative to -repo)")
 	update := fs.String("update", "", "markdown file whose results section (between the primus-bench markers) is rewritten, e.g. BENCHMARKS.md")
 	repo := fs.String("repo", "", "module root (default: found upwards from the working directory)")
@@ -323,4 +333,19 @@ func findRepo() (string, error) {
 			return "", errors.New("run inside the primus repository or give -repo")
 		}
 	}
+}
+
+func cmdFloor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp4", *addr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "listening %d\n", ln.Addr().(*net.TCPAddr).Port)
+	return serveFloor(ctx, ln)
 }

@@ -297,6 +297,22 @@ func (e *env) deploy(ctx context.Context, stack, tag string) (*deployment, error
 					}
 				})
 			}
+		case "floor":
+			// One process for both "nodes": no Redis hop.
+			if i == 1 {
+				d.targets = append(d.targets, d.targets[0])
+				continue
+			}
+			s, err = startServer(name, e.tmp, e.logPath(tag+"-"+name), nil, nil, e.self, "floor", "-addr", addr)
+			if err == nil {
+				err = waitFor(ctx, s, 10*time.Second, func() error {
+					c, err := net.DialTimeout("tcp4", addr, time.Second)
+					if err == nil {
+						c.Close()
+					}
+					return err
+				})
+			}
 		default:
 			err = fmt.Errorf("unknown stack %q", stack)
 		}

@@ -31,6 +31,9 @@ type LoadConfig struct {
 	Rate     float64
 	Duration time.Duration
 	Step     *StepConfig
+	// Warm is a period of unmeasured load at Rate before the measurement
+	// (default 2s; negative: none).
+	Warm time.Duration
 
 	// Processes to measure (CPU, RSS): name -> pid. Names starting with
 	// "server" count as server CPU.
@@ -155,6 +158,9 @@ func (c *LoadConfig) defaults() error {
 	if c.Duration <= 0 {
 		c.Duration = 10 * time.Second
 	}
+	if c.Warm == 0 {
+		c.Warm = 2 * time.Second
+	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}
 	}
@@ -225,6 +231,12 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	r := &runner{cfg: &cfg, pool: pool, pub: pub, members: members, seq: make([]int64, cfg.Rooms*maxWriters)}
 	if err := r.warmup(ctx); err != nil {
 		return nil, err
+	}
+	if cfg.Warm > 0 {
+		// Unmeasured load first: JIT, heap and stack growth, first GCs.
+		if _, err := r.step(ctx, -1, cfg.Rate, cfg.Warm, 0, 0); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Step == nil {
 		st, err := r.step(ctx, 0, cfg.Rate, cfg.Duration, 0, 0)
@@ -422,7 +434,11 @@ func (r *runner) step(ctx context.Context, n int, rate float64, d time.Duration,
 	if pubErr != nil {
 		res.Pass, res.Reason = false, "publish: "+pubErr.Error()
 	}
-	cfg.Log("%s/%s step %d: %s", cfg.Stack, cfg.Name, n, res.summary())
+	if n < 0 {
+		cfg.Log("%s/%s warm-up load: %s", cfg.Stack, cfg.Name, res.summary())
+	} else {
+		cfg.Log("%s/%s step %d: %s", cfg.Stack, cfg.Name, n, res.summary())
+	}
 	return res, nil
 }
 

@@ -29,6 +29,7 @@ type TargetRow struct {
 	Unit     string  `json:"unit"`
 	Node     float64 `json:"node"`
 	Go       float64 `json:"go"`
+	Floor    float64 `json:"floor,omitempty"` // the trivial server, when measured
 	Goal     string  `json:"goal"`
 	Met      bool    `json:"met"`
 	Known    bool    `json:"known"` // both figures measured
@@ -136,6 +137,11 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 			return 0, false
 		}
 	}
+	var floor []float64 // set by pickFloor (an argument of add), read and reset by add
+	pickFloor := func(sc string, f func(RunRecord) (float64, bool)) []float64 {
+		floor = pick(sc, "floor", f)
+		return pick(sc, "go", f)
+	}
 	delivered := func(m *StepResult) float64 { return m.DeliveredPerSec }
 	cpu := func(m *StepResult) float64 { return m.CPUPerDelivery }
 	p99 := func(m *StepResult) float64 { return m.Latency.P99 }
@@ -143,6 +149,10 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 
 	add := func(sc, metric, unit, goal string, node, gov []float64, met func(n, g float64) bool) {
 		row := TargetRow{Scenario: sc, Metric: metric, Unit: unit, Goal: goal, Node: median(node), Go: median(gov)}
+		if len(floor) > 0 {
+			row.Floor = median(floor)
+		}
+		floor = nil
 		row.Known = len(gov) > 0 && (len(node) > 0 || !strings.Contains(goal, "Node"))
 		if row.Known {
 			row.Met = met(row.Node, row.Go)
@@ -157,22 +167,22 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 		}
 	}
 	add("S1", "max delivered/s (p99 < 50 ms, loss <= 0.1 %)", "msg/s", ">= 6 x Node",
-		pick("S1", "node", fromMax(delivered)), pick("S1", "go", fromMax(delivered)),
+		pick("S1", "node", fromMax(delivered)), pickFloor("S1", fromMax(delivered)),
 		func(n, g float64) bool { return g >= 6*n })
 	add("S1", "server CPU per delivery at the maximum", "µs", "<= Node / 5",
-		pick("S1", "node", fromMax(cpu)), pick("S1", "go", fromMax(cpu)),
+		pick("S1", "node", fromMax(cpu)), pickFloor("S1", fromMax(cpu)),
 		func(n, g float64) bool { return g <= n/5 })
 	add("S1", "p99.9 at 20k deliveries/s", "ms", "<= 4 ms",
-		pick("S1", "node", fromFixed(p999)), pick("S1", "go", fromFixed(p999)),
+		pick("S1", "node", fromFixed(p999)), pickFloor("S1", fromFixed(p999)),
 		func(_, g float64) bool { return g <= 4 })
 	add("S2", "max delivered/s (p99 < 200 ms, loss <= 0.1 %)", "msg/s", ">= 2 x Node",
-		pick("S2", "node", fromMax(delivered)), pick("S2", "go", fromMax(delivered)),
+		pick("S2", "node", fromMax(delivered)), pickFloor("S2", fromMax(delivered)),
 		func(n, g float64) bool { return g >= 2*n })
 	add("S2", "p99 at 20k deliveries/s", "ms", "<= 0.75 x Node",
-		pick("S2", "node", fromFixed(p99)), pick("S2", "go", fromFixed(p99)),
+		pick("S2", "node", fromFixed(p99)), pickFloor("S2", fromFixed(p99)),
 		func(n, g float64) bool { return g <= 0.75*n })
 	add("S3", "p99.9 at 2000 msgs/s", "ms", "<= 5 ms",
-		pick("S3", "node", fromFixed(p999)), pick("S3", "go", fromFixed(p999)),
+		pick("S3", "node", fromFixed(p999)), pickFloor("S3", fromFixed(p999)),
 		func(_, g float64) bool { return g <= 5 })
 	add("S4", "server CPU per delivery at Node's maximum rate", "µs", "<= Node / 5",
 		pick("S4", "node", fromMax(cpu)), pick("S4", "go", fromFixed(cpu)),
@@ -292,6 +302,17 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 				}
 			}
 			if len(runs) == 0 {
+				// No stepping (Go in S4): the fixed-rate measurements.
+				var pts []ChartPoint
+				for _, r := range records {
+					if m := fixedStep(r); m != nil && r.Scenario == sc.name && r.Stack == stack {
+						pts = append(pts, ChartPoint{X: m.DeliveredPerSec, Y: m.Latency.P99, Pass: m.Pass})
+					}
+				}
+				if len(pts) > 0 {
+					sort.Slice(pts, func(i, j int) bool { return pts[i].X < pts[j].X })
+					panel.Series[stack] = pts
+				}
 				continue
 			}
 			sort.Slice(runs, func(i, j int) bool { return runs[i].Stepped.Max.DeliveredPerSec < runs[j].Stepped.Max.DeliveredPerSec })
@@ -334,8 +355,8 @@ func fmtNum(v float64) string {
 // table renders the targets as a markdown table.
 func (s *Summary) table() string {
 	var b strings.Builder
-	b.WriteString("| Scenario | Target | Node (median) | Go (median) | Go / Node | Goal | Met | Go runs |\n")
-	b.WriteString("|---|---|---:|---:|---:|---|:-:|---|\n")
+	b.WriteString("| Scenario | Target | Node (median) | Go (median) | Go / Node | Goal | Met | Go runs | Floor |\n")
+	b.WriteString("|---|---|---:|---:|---:|---|:-:|---|---:|\n")
 	for _, r := range s.Targets {
 		ratio := "–"
 		if r.Node > 0 && !math.IsNaN(r.Node) && !math.IsNaN(r.Go) {
@@ -348,8 +369,12 @@ func (s *Summary) table() string {
 		case r.Met:
 			met = "**yes**"
 		}
-		fmt.Fprintf(&b, "| %s | %s (%s) | %s | %s | %s | %s | %s | %s |\n",
-			r.Scenario, r.Metric, r.Unit, fmtNum(r.Node), fmtNum(r.Go), ratio, r.Goal, met, r.Runs)
+		floor := "–"
+		if r.Floor != 0 {
+			floor = fmtNum(r.Floor)
+		}
+		fmt.Fprintf(&b, "| %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.Scenario, r.Metric, r.Unit, fmtNum(r.Node), fmtNum(r.Go), ratio, r.Goal, met, r.Runs, floor)
 	}
 	return b.String()
 }
