@@ -83,7 +83,9 @@ func renderSVG(panels []ChartPanel) string {
 			for _, q := range pts {
 				path = append(path, fmt.Sprintf("%.1f,%.1f", sx(q.X), sy(q.Y)))
 			}
-			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(path, " "), col)
+			if !p.Unlinked[s] {
+				fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(path, " "), col)
+			}
 			for _, q := range pts {
 				fill := col
 				if !q.Pass {

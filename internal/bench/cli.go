@@ -24,6 +24,7 @@ Usage:
   primus-bench compare [-quick] [-runs 3] [-scenarios S1,S2,S3,S4,S5] [-update BENCHMARKS.md]
   primus-bench serve   [-cpuprofile file] [-pprof addr] -- <primus-server flags>
   primus-bench floor   [-addr 127.0.0.1:0]
+  primus-bench report  [-in bench-results/compare.jsonl] [-update BENCHMARKS.md]
 
 run: N clients over the targets join rooms, a publisher sends benchmark
 messages at a fixed rate (or steps up to the maximum rate), and the
@@ -32,6 +33,7 @@ idle: N idle connections; the server's RSS per connection.
 compare: starts Redis and two nodes of each stack (Go: cmd/primus-server,
 Node: testdata/node/server.js) per scenario and writes bench-results/.
 serve: the standalone server (same code as cmd/primus-server) with profiling.
+report: re-renders the table and chart of a compare results file.
 floor: a trivial one-process fan-out server (no Primus, no Redis) that writes
 one prebuilt frame per member: the machine's floor (compare -stacks floor,...).
 
@@ -59,6 +61,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdServe(ctx, args[1:], stderr)
 	case "floor":
 		err = cmdFloor(ctx, args[1:], stdout, stderr)
+	case "report":
+		err = cmdReport(args[1:], stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -348,4 +352,16 @@ func cmdFloor(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "listening %d\n", ln.Addr().(*net.TCPAddr).Port)
 	return serveFloor(ctx, ln)
+}
+
+func cmdReport(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	in := fs.String("in", "bench-results/compare.jsonl", "results file written by compare")
+	update := fs.String("update", "", "markdown file whose results section is rewritten (e.g. BENCHMARKS.md)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(filepath.Base(*in), ".jsonl")
+	return Report(*in, filepath.Dir(*in), base, *update)
 }

@@ -171,7 +171,7 @@ func Compare(ctx context.Context, c CompareConfig) error {
 	setup := machineSetup(c)
 	setup.LoadBefore = loadAvg()
 	_ = enc.Encode(setup)
-	c.Log("setup: %s", setup.line())
+	c.Log("setup: %s; load %s", setup.line(), setup.LoadBefore)
 
 	var records []RunRecord
 	started := time.Now()
@@ -347,19 +347,22 @@ type Setup struct {
 	GoRedisMode string   `json:"go_redis_mode"`
 	PingMs      int      `json:"ping_interval_ms"`
 	Scenarios   []string `json:"scenarios"`
+	Stacks      []string `json:"stacks"`
+	Idle        []int    `json:"idle"`
 	LoadBefore  string   `json:"loadavg_before"`
 	LoadAfter   string   `json:"loadavg_after"`
 	Minutes     float64  `json:"minutes"`
 }
 
 func (s Setup) line() string {
-	return fmt.Sprintf("%s, %d cores, %.0f GiB, Linux %s; %s, node %s, %s; primus %s, primus-redis-rooms %s, ws %s; commit %s; load %s",
-		s.CPU, s.Cores, s.MemGiB, s.Kernel, s.Go, s.Node, s.Redis, s.Primus, s.RedisRooms, s.WS, s.Commit, s.LoadBefore)
+	return fmt.Sprintf("%s, %d cores, %.0f GiB, Linux %s; %s, node %s, %s; primus %s, primus-redis-rooms %s, ws %s; commit %s",
+		s.CPU, s.Cores, s.MemGiB, s.Kernel, s.Go, s.Node, s.Redis, s.Primus, s.RedisRooms, s.WS, s.Commit)
 }
 
 func machineSetup(c CompareConfig) Setup {
 	s := Setup{Kind: "setup", Date: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(),
-		Go: runtime.Version(), Runs: c.Runs, Quick: c.Quick, GoRedisMode: c.GoRedis, PingMs: c.PingMs, Scenarios: c.Scenarios}
+		Go: runtime.Version(), Runs: c.Runs, Quick: c.Quick, GoRedisMode: c.GoRedis, PingMs: c.PingMs, Scenarios: c.Scenarios,
+		Stacks: c.Stacks, Idle: c.Idle}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.SplitSeq(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {

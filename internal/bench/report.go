@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -57,6 +58,7 @@ type ChartPanel struct {
 	Scenario string                  `json:"scenario"`
 	Bound    float64                 `json:"p99_bound_ms"`
 	Series   map[string][]ChartPoint `json:"series"`
+	Unlinked map[string]bool         `json:"unlinked,omitempty"` // series of separate fixed-rate runs: points only
 }
 
 // ChartPoint is one step.
@@ -312,6 +314,10 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 				if len(pts) > 0 {
 					sort.Slice(pts, func(i, j int) bool { return pts[i].X < pts[j].X })
 					panel.Series[stack] = pts
+					if panel.Unlinked == nil {
+						panel.Unlinked = map[string]bool{}
+					}
+					panel.Unlinked[stack] = true
 				}
 				continue
 			}
@@ -463,4 +469,67 @@ func replaceSection(file, md string) error {
 		out = append(append(append(out, old...), "\n"...), section+"\n"...)
 	}
 	return os.WriteFile(file, out, 0o644)
+}
+
+// Report re-renders the summary, markdown and chart of a results file
+// written by Compare (for example after a change to the report itself),
+// into out/<base>.{md,svg}, and rewrites update's results section.
+func Report(in, out, base, update string) error {
+	b, err := os.ReadFile(in)
+	if err != nil {
+		return err
+	}
+	var setup Setup
+	var recs []RunRecord
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for dec.More() {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return fmt.Errorf("%s: %w", in, err)
+		}
+		var k struct{ Kind string }
+		_ = json.Unmarshal(raw, &k)
+		switch k.Kind {
+		case "setup":
+			err = json.Unmarshal(raw, &setup)
+		case "run":
+			var r RunRecord
+			err = json.Unmarshal(raw, &r)
+			recs = append(recs, r)
+		case "summary":
+			// Its copy of the setup has the end of the run (load, minutes).
+			var sum Summary
+			if err = json.Unmarshal(raw, &sum); err == nil && sum.Setup.Date != "" {
+				setup = sum.Setup
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", in, err)
+		}
+	}
+	if len(recs) == 0 {
+		return fmt.Errorf("%s: %w", in, errNoResults)
+	}
+	c := CompareConfig{Runs: setup.Runs, Quick: setup.Quick, Scenarios: setup.Scenarios, Stacks: setup.Stacks,
+		Idle: setup.Idle, Out: out, Update: update}
+	if len(c.Stacks) == 0 {
+		for _, st := range []string{"node", "go", "floor"} {
+			for _, r := range recs {
+				if r.Stack == st {
+					c.Stacks = append(c.Stacks, st)
+					break
+				}
+			}
+		}
+	}
+	if len(c.Idle) == 0 {
+		for _, r := range recs {
+			for _, x := range r.Idle {
+				if !slices.Contains(c.Idle, x.Clients) {
+					c.Idle = append(c.Idle, x.Clients)
+				}
+			}
+		}
+	}
+	return writeReports(c, base, summarize(c, setup, recs), recs)
 }
