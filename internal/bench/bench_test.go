@@ -67,7 +67,9 @@ func cluster(t *testing.T, n int) []Target {
 	hub := primus.NewMemoryHub()
 	var targets []Target
 	for range n {
-		app, err := serverapp.New(serverapp.Options{Broker: hub.NewBroker(), PingInterval: 200 * time.Millisecond})
+		// Heartbeats every 500 ms: the clients must answer them, even on a
+		// busy machine (a spark that misses one is closed at the next).
+		app, err := serverapp.New(serverapp.Options{Broker: hub.NewBroker(), PingInterval: 500 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +150,7 @@ func TestIdle(t *testing.T) {
 	targets := cluster(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := RunIdle(ctx, IdleConfig{Target: targets[0], Clients: 50, Settle: 500 * time.Millisecond})
+	res, err := RunIdle(ctx, IdleConfig{Target: targets[0], Clients: 50, Settle: 1200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

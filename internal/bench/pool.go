@@ -446,15 +446,6 @@ func (p *Pool) Swap() *recvStats {
 	return total
 }
 
-// Write writes b (whole client frames) on client i's connection, waiting
-// while the socket buffer is full.
-func (p *Pool) Write(i int, b []byte) error {
-	p.mu.Lock()
-	c := p.conns[i]
-	p.mu.Unlock()
-	return c.write(b, 10*time.Second)
-}
-
 // conn returns client i.
 func (p *Pool) conn(i int) *conn {
 	p.mu.Lock()
