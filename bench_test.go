@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,9 +34,22 @@ type benchServer struct {
 	sparks  []*Spark
 }
 
+// sink is where a benchmark spark's frames go.
+type sink int
+
+const (
+	// sinkDevNull: an open /dev/null behind the spark's raw connection, so
+	// frames take the production path (flushers, non-blocking write(2))
+	// with the cheapest real system call.
+	sinkDevNull sink = iota
+	// sinkConn: a net.Conn that is not a socket (as a TLS connection), so
+	// every woken spark gets a writer goroutine.
+	sinkConn
+)
+
 // newBenchServer returns a server with n registered sparks that have no
 // reader goroutine; only their writers run.
-func newBenchServer(tb testing.TB, n int) *benchServer {
+func newBenchServer(tb testing.TB, n int, to sink) *benchServer {
 	tb.Helper()
 	srv, err := New(Config{PingInterval: -1})
 	if err != nil {
@@ -44,6 +58,16 @@ func newBenchServer(tb testing.TB, n int) *benchServer {
 	bs := &benchServer{Server: srv}
 	for i := range n {
 		s := &Spark{srv: srv, id: fmt.Sprintf("spark-%06d", i), conn: discardConn{&bs.written}}
+		if to == sinkDevNull {
+			f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			tb.Cleanup(func() { f.Close() })
+			if s.raw, err = f.SyscallConn(); err != nil {
+				tb.Fatal(err)
+			}
+		}
 		s.alive.Store(true)
 		srv.addSpark(s)
 		bs.sparks = append(bs.sparks, s)
@@ -63,10 +87,19 @@ var benchPayload = map[string]any{"type": "tick", "room": "r", "seq": 12345, "da
 // BenchmarkBroadcast10k: one room write to 10,000 local sparks. The value
 // is encoded once and the same frame is queued to every spark; each op
 // includes waking the writers, and the timer runs until every frame is
-// written.
+// written. "devnull" is the production path (flushers writing to a file
+// descriptor), "conn" the fallback for connections that are not sockets.
 func BenchmarkBroadcast10k(b *testing.B) {
-	const n = 10_000
-	bs := newBenchServer(b, n)
+	for _, c := range []struct {
+		name string
+		to   sink
+	}{{"devnull", sinkDevNull}, {"conn", sinkConn}} {
+		b.Run(c.name, func(b *testing.B) { benchmarkBroadcast(b, 10_000, c.to) })
+	}
+}
+
+func benchmarkBroadcast(b *testing.B, n int, to sink) {
+	bs := newBenchServer(b, n, to)
 	for _, s := range bs.sparks {
 		if err := s.Join("r"); err != nil {
 			b.Fatal(err)
@@ -93,7 +126,7 @@ func BenchmarkBroadcast10k(b *testing.B) {
 // all three; every spark gets the frame once.
 func BenchmarkMultiRoomDedupe(b *testing.B) {
 	const n = 1000
-	bs := newBenchServer(b, n)
+	bs := newBenchServer(b, n, sinkDevNull)
 	for _, s := range bs.sparks {
 		if err := s.Join("a", "b", "c"); err != nil {
 			b.Fatal(err)
@@ -120,7 +153,7 @@ func BenchmarkMultiRoomDedupe(b *testing.B) {
 // it at the broker).
 func BenchmarkJoinLeaveChurn(b *testing.B) {
 	const n, rooms = 1000, 100
-	bs := newBenchServer(b, n)
+	bs := newBenchServer(b, n, sinkDevNull)
 	names := make([]string, rooms)
 	for i := range names {
 		names[i] = fmt.Sprintf("room-%d", i)
@@ -148,7 +181,7 @@ func BenchmarkJoinLeaveChurn(b *testing.B) {
 // different sparks and rooms (the index is sharded by room).
 func BenchmarkJoinLeaveChurnParallel(b *testing.B) {
 	const n = 1000
-	bs := newBenchServer(b, n)
+	bs := newBenchServer(b, n, sinkDevNull)
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

@@ -1,6 +1,7 @@
 package primus
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -8,10 +9,14 @@ import (
 	"github.com/primusgo/primus/internal/ws"
 )
 
-// outQueue is a spark's outbound queue: bounded in bytes, drained by one
-// writer goroutine that exists only while there is something to write, and
-// that writes everything queued with one writev(2). Frames are shared
+// outQueue is a spark's outbound queue: bounded in bytes, written by one
+// writer at a time, each write carrying everything queued. Frames are shared
 // between recipients and never modified.
+//
+// The writer is normally a flusher of the server's flushPool, which writes
+// without blocking; a connection that does not take the bytes at once (its
+// socket buffer is full), or that is not a plain socket, gets a writer
+// goroutine of its own until its queue is empty. Idle sparks have neither.
 //
 // push never takes the spark's own lock, so broadcasts may call it while
 // holding room index locks.
@@ -20,15 +25,16 @@ type outQueue struct {
 	frames  [][]byte
 	spare   [][]byte
 	bytes   int  // queued or being written
-	writing bool // a writer goroutine is running
+	writing bool // a flusher or writer goroutine owns the connection's writes
 	final   bool // a close frame is queued; nothing more is accepted
 	dead    bool // the connection is gone
 	failure CloseReason
-	idle    chan struct{} // closed when the writer stops, for drain
+	idle    chan struct{} // closed when writing stops, for drain
 
 	// first backs frames when an idle queue gets a frame, so that the
 	// common wake-up (one broadcast frame) allocates no slice; bufs is the
-	// writer's net.Buffers, kept here so that writev does not allocate it.
+	// writer goroutine's net.Buffers, kept here so that writev does not
+	// allocate it.
 	first [1][]byte
 	bufs  net.Buffers
 }
@@ -72,6 +78,9 @@ func (q *outQueue) pushFinal(s *Spark, frame []byte) {
 	q.mu.Unlock()
 }
 
+// appendLocked queues frame and makes sure a writer will write it. Callers
+// hold a count of srv.wg (the spark's reader holds one until the queue is
+// dead), so starting a goroutine here never races Shutdown's wait.
 func (q *outQueue) appendLocked(s *Spark, frame []byte) {
 	if q.frames == nil && !q.writing {
 		// No writer owns first (it is only ever batch or spare of a
@@ -82,8 +91,12 @@ func (q *outQueue) appendLocked(s *Spark, frame []byte) {
 	q.bytes += len(frame)
 	if !q.writing {
 		q.writing = true
-		s.srv.wg.Add(1)
-		go q.writeLoop(s)
+		if s.raw != nil {
+			s.srv.flushers.schedule(s)
+		} else {
+			s.srv.wg.Add(1)
+			go q.writeLoop(s, nil, 0)
+		}
 	}
 }
 
@@ -96,49 +109,116 @@ func (q *outQueue) failLocked(r CloseReason) {
 	q.frames = q.frames[:0]
 }
 
-func (q *outQueue) writeLoop(s *Spark) {
+// take returns everything queued, or nil, having stopped writing, when
+// there is nothing (more) to write.
+func (q *outQueue) take() [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.frames) == 0 || q.dead {
+		q.stopLocked()
+		return nil
+	}
+	batch := q.frames
+	q.frames = q.spare[:0]
+	q.spare = nil
+	return batch
+}
+
+func (q *outQueue) stopLocked() {
+	q.writing = false
+	q.frames, q.spare = nil, nil // idle sparks keep no buffers
+	if q.idle != nil {
+		close(q.idle)
+		q.idle = nil
+	}
+}
+
+// written accounts for a written batch (n bytes) and recycles it. A write
+// error fails the queue and closes the connection.
+func (q *outQueue) written(s *Spark, batch [][]byte, n int, err error) {
+	s.srv.stats.framesOut.Add(uint64(len(batch)))
+	clear(batch)
+	q.mu.Lock()
+	q.bytes -= n
+	if cap(batch) <= spareLimit {
+		q.spare = batch[:0]
+	}
+	if err != nil {
+		q.failLocked(ReasonWriteError)
+	}
+	q.mu.Unlock()
+	if err != nil {
+		s.conn.Close()
+	}
+}
+
+// flush is a flusher's turn at the spark: one non-blocking write of
+// everything queued. The spark goes back to the end of the ready list if
+// more frames arrived meanwhile (they coalesce while it waits its turn),
+// and to a writer goroutine of its own if the socket did not take it all.
+func (q *outQueue) flush(s *Spark, scratch *[]byte) {
+	batch := q.take()
+	if batch == nil {
+		return
+	}
+	n := 0
+	for _, f := range batch {
+		n += len(f)
+	}
+	sent, err := writeNonblocking(s.raw, batch, scratch)
+	if errors.Is(err, errWouldBlock) {
+		s.srv.wg.Add(1) // this flusher holds a count
+		go q.writeLoop(s, batch, sent)
+		return
+	}
+	q.written(s, batch, n, err)
+	q.mu.Lock()
+	if len(q.frames) > 0 && !q.dead {
+		q.mu.Unlock()
+		s.srv.flushers.schedule(s)
+		return
+	}
+	q.stopLocked()
+	q.mu.Unlock()
+}
+
+// writeLoop is a spark's own writer goroutine: it writes with blocking
+// writes and WriteTimeout until the queue is empty. It starts with the
+// unwritten rest of batch (sent bytes of it are out), if any.
+func (q *outQueue) writeLoop(s *Spark, batch [][]byte, sent int) {
 	defer s.srv.wg.Done()
 	for {
-		q.mu.Lock()
-		if len(q.frames) == 0 || q.dead {
-			q.writing = false
-			q.frames, q.spare = nil, nil // idle sparks keep no buffers
-			if q.idle != nil {
-				close(q.idle)
-				q.idle = nil
+		if batch == nil {
+			if batch = q.take(); batch == nil {
+				return
 			}
-			q.mu.Unlock()
-			return
 		}
-		batch := q.frames
-		q.frames = q.spare[:0]
-		q.spare = nil
-		q.mu.Unlock()
-
 		n := 0
 		for _, f := range batch {
 			n += len(f)
 		}
+		q.bufs = unsent(batch, sent) // WriteTo consumes q.bufs, not batch
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
-		q.bufs = batch // WriteTo consumes q.bufs, not batch
 		_, err := q.bufs.WriteTo(s.conn)
 		q.bufs = nil
-		s.srv.stats.framesOut.Add(uint64(len(batch)))
-
-		clear(batch)
-		q.mu.Lock()
-		q.bytes -= n
-		if cap(batch) <= spareLimit {
-			q.spare = batch[:0]
-		}
-		if err != nil {
-			q.failLocked(ReasonWriteError)
-			q.mu.Unlock()
-			s.conn.Close()
-			continue
-		}
-		q.mu.Unlock()
+		q.written(s, batch, n, err)
+		batch, sent = nil, 0
 	}
+}
+
+// unsent returns the frames of batch after its first sent bytes, as
+// net.Buffers sharing batch's backing array.
+func unsent(batch [][]byte, sent int) net.Buffers {
+	bufs := net.Buffers(batch)
+	for sent > 0 && len(bufs) > 0 {
+		if len(bufs[0]) > sent {
+			bufs[0] = bufs[0][sent:]
+			break
+		}
+		sent -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	return bufs
 }
 
 // drain waits up to timeout for the writer to write what is queued.
@@ -169,3 +249,7 @@ func (q *outQueue) discard() CloseReason {
 	q.failLocked(ReasonNone)
 	return q.failure
 }
+
+// errWouldBlock reports that a non-blocking write stopped at a full socket
+// buffer; the rest is for a writer goroutine.
+var errWouldBlock = errors.New("primus: write would block")

@@ -2,6 +2,7 @@ package primus_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -123,5 +124,42 @@ func TestConcurrentWrites(t *testing.T) {
 	}
 	if n := ts.Stats().FramesOut; n != writers*each {
 		t.Errorf("FramesOut = %d, want %d", n, writers*each)
+	}
+}
+
+// A client that stops reading for a while and then catches up gets every
+// message intact and in order: the writes that found its socket full
+// continue, from the byte where they stopped, on a writer of its own.
+func TestBackloggedClientCatchesUp(t *testing.T) {
+	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20})
+	c := ts.rawDial(t, "")
+	s := ts.nextSpark(t)
+	if err := primus.ShrinkSendBuffer(s, 16<<10); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 400 {
+		n := 1 + (i*37)%300
+		if i%40 == 3 {
+			n = 100<<10 + i // larger than a flusher copies
+		}
+		m := fmt.Sprintf("%d:%s", i, strings.Repeat(string(rune('a'+i%26)), n))
+		want = append(want, m)
+		if err := s.Write(m); err != nil {
+			t.Fatalf("Write %d: %v", i, err)
+		}
+	}
+	for i, w := range want {
+		op, p, err := c.readFrame()
+		if err != nil {
+			t.Fatalf("reading message %d: %v", i, err)
+		}
+		var got string
+		if op != 0x1 || json.Unmarshal(p, &got) != nil || got != w {
+			t.Fatalf("message %d: op %d, %d bytes %.20q..., want %.20q...", i, op, len(p), p, w)
+		}
+	}
+	if r := s.CloseReason(); r != primus.ReasonNone {
+		t.Fatalf("spark closed: %v", r)
 	}
 }

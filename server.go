@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,8 @@ type Server struct {
 	sparkSeed maphash.Seed
 	sparks    [32]sparkShard
 
-	wg       sync.WaitGroup // reader and writer goroutines
+	flushers flushPool
+	wg       sync.WaitGroup // reader, flusher and writer goroutines
 	gate     sync.Mutex     // orders wg.Add of new sparks before Shutdown's wg.Wait
 	closing  atomic.Bool
 	stopBeat chan struct{}
@@ -56,6 +58,7 @@ func New(cfg Config) (*Server, error) {
 		stopBeat:  make(chan struct{}),
 		beatDone:  make(chan struct{}),
 	}
+	srv.flushers.max = runtime.GOMAXPROCS(0)
 	for i := range srv.sparks {
 		srv.sparks[i].sparks = make(map[string]*Spark)
 	}
@@ -137,6 +140,7 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		header:     r.Header,
 		remoteAddr: srv.remoteAddr(r),
 		conn:       conn,
+		raw:        rawConnOf(conn),
 		reader:     ws.NewReader(conn, early),
 	}
 	s.alive.Store(true)

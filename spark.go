@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/primusgo/primus/internal/protocol"
@@ -27,6 +28,7 @@ type Spark struct {
 	header     http.Header
 	remoteAddr string
 	conn       net.Conn
+	raw        syscall.RawConn // conn's socket, for flushers; nil if not a socket
 	reader     *ws.Reader
 
 	// alive is set by a pong or WebSocket ping and cleared by each heartbeat tick.

@@ -1,0 +1,16 @@
+//go:build !unix
+
+package primus
+
+import (
+	"net"
+	"syscall"
+)
+
+// rawConnOf returns nil: without unix write semantics every spark gets a
+// writer goroutine of its own (see outQueue).
+func rawConnOf(net.Conn) syscall.RawConn { return nil }
+
+func writeNonblocking(syscall.RawConn, [][]byte, *[]byte) (int, error) {
+	return 0, errWouldBlock
+}

@@ -1,0 +1,119 @@
+//go:build unix
+
+package primus
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestUnsent(t *testing.T) {
+	batch := func() [][]byte { return [][]byte{[]byte("abc"), []byte("de"), []byte("fghi")} }
+	for sent, want := range []string{"abcdefghi", "bcdefghi", "cdefghi", "defghi", "efghi", "fghi", "ghi", "hi", "i", ""} {
+		got := unsent(batch(), sent)
+		if s := string(bytes.Join(got, nil)); s != want {
+			t.Errorf("unsent(%d) = %q, want %q", sent, s, want)
+		}
+		if len(got) > 0 && len(got[0]) == 0 {
+			t.Errorf("unsent(%d) starts with an empty frame", sent)
+		}
+	}
+}
+
+// tcpPair returns both ends of a loopback TCP connection with small
+// send buffer, so that a few hundred KiB fill it.
+func tcpPair(t *testing.T) (server, client *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	server, client = s.(*net.TCPConn), c.(*net.TCPConn)
+	_ = server.SetWriteBuffer(16 << 10)
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+// A non-blocking write that stops at a full socket buffer reports what it
+// wrote; a blocking write of the rest completes the stream: nothing is lost,
+// repeated or reordered, whether the stop falls inside a coalesced run of
+// small frames or inside a frame too large to copy.
+func TestWriteNonblockingThenRest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 8 {
+		server, client := tcpPair(t)
+		raw := rawConnOf(server)
+		if raw == nil {
+			t.Fatal("no raw conn for a TCP connection")
+		}
+		var batch [][]byte
+		var want []byte
+		for i := range 200 {
+			n := 1 + rng.IntN(200)
+			if i%25 == 7 {
+				n = coalesceLimit + rng.IntN(coalesceLimit) // too large to copy
+			}
+			f := bytes.Repeat([]byte{byte('a' + (i+round)%26)}, n)
+			batch = append(batch, f)
+			want = append(want, f...)
+		}
+		var scratch []byte
+		sent, err := writeNonblocking(raw, slices.Clone(batch), &scratch)
+		if !errors.Is(err, errWouldBlock) || sent <= 0 || sent >= len(want) {
+			t.Fatalf("round %d: writeNonblocking = %d, %v; want a partial write (%d bytes) and errWouldBlock", round, sent, err, len(want))
+		}
+		if len(scratch) > coalesceLimit {
+			t.Fatalf("scratch grew to %d bytes", len(scratch))
+		}
+		done := make(chan error, 1)
+		go func() {
+			_ = server.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			rest := unsent(batch, sent)
+			_, err := rest.WriteTo(server)
+			server.CloseWrite()
+			done <- err
+		}()
+		_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("writing the rest: %v", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("round %d: stream differs (got %d bytes, want %d)", round, len(got), len(want))
+		}
+	}
+}
+
+// A write to a closed connection fails with an error, not errWouldBlock.
+func TestWriteNonblockingClosed(t *testing.T) {
+	server, _ := tcpPair(t)
+	raw := rawConnOf(server)
+	server.Close()
+	var scratch []byte
+	if _, err := writeNonblocking(raw, [][]byte{[]byte("x")}, &scratch); err == nil || errors.Is(err, errWouldBlock) {
+		t.Fatalf("err = %v, want a write error", err)
+	}
+}
