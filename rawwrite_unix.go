@@ -9,13 +9,18 @@ import (
 )
 
 // rawConnOf returns the connection's socket for non-blocking writes, or
-// nil if it is not a plain socket (a TLS connection, say).
+// nil unless it is a plain TCP or Unix socket: a wrapper (TLS, or any
+// type that embeds a *net.TCPConn to add behaviour to Write) is written
+// through its own Write.
 func rawConnOf(c net.Conn) syscall.RawConn {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
+	var raw syscall.RawConn
+	var err error
+	switch c := c.(type) {
+	case *net.TCPConn:
+		raw, err = c.SyscallConn()
+	case *net.UnixConn:
+		raw, err = c.SyscallConn()
 	}
-	raw, err := sc.SyscallConn()
 	if err != nil {
 		return nil
 	}

@@ -117,3 +117,30 @@ func TestWriteNonblockingClosed(t *testing.T) {
 		t.Fatalf("err = %v, want a write error", err)
 	}
 }
+
+// countingConn adds behaviour to Write; writing around it would lose that.
+type countingConn struct {
+	*net.TCPConn
+	n int
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.n += len(p)
+	return c.TCPConn.Write(p)
+}
+
+func TestRawConnOfOnlyPlainSockets(t *testing.T) {
+	server, _ := tcpPair(t)
+	if rawConnOf(server) == nil {
+		t.Error("no raw conn for a *net.TCPConn")
+	}
+	if rawConnOf(&countingConn{TCPConn: server}) != nil {
+		t.Error("raw conn for a wrapper: its Write would be bypassed")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if rawConnOf(a) != nil {
+		t.Error("raw conn for a net.Pipe")
+	}
+}

@@ -1,28 +1,53 @@
 package serverapp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 )
 
+// lockedBuffer is a log destination the test reads while Main writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // TestMainGracefulShutdown runs the whole standalone server and stops it
 // the way SIGTERM does: the client is closed with 1001 (going away), so a
-// Primus client reconnects to another node.
+// Primus client reconnects to another node. The profiler listens on its
+// own address while the server runs, and stops with it.
 func TestMainGracefulShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addrs := make(chan net.Addr, 1)
 	done := make(chan error, 1)
+	var logs lockedBuffer
 	go func() {
-		done <- Main(ctx, []string{"-addr", "127.0.0.1:0", "-shutdown-timeout", "5s"},
-			func(string) string { return "" }, io.Discard, func(a net.Addr) { addrs <- a })
+		done <- Main(ctx, []string{"-addr", "127.0.0.1:0", "-shutdown-timeout", "5s", "-pprof-addr", "127.0.0.1:0"},
+			func(string) string { return "" }, &logs, func(a net.Addr) { addrs <- a })
 	}()
 	var addr net.Addr
 	select {
@@ -30,6 +55,21 @@ func TestMainGracefulShutdown(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("Main returned early: %v", err)
 	}
+	m := regexp.MustCompile(`msg="pprof listening" addr=(\S+)`).FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no pprof address in the log:\n%s", logs.String())
+	}
+	pprofAddr := m[1]
+	resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("pprof: %s %.200s", resp.Status, body)
+	}
+	http.DefaultClient.CloseIdleConnections()
 	ts := &httptest.Server{URL: "http://" + addr.String()}
 	c := dial(t, ts)
 	c.send(`{"join":"x","ack":1}`)
@@ -49,8 +89,10 @@ func TestMainGracefulShutdown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Main did not return after cancellation")
 	}
-	if _, err := net.Dial("tcp", addr.String()); err == nil {
-		t.Fatal("server still accepts connections after shutdown")
+	for _, a := range []string{addr.String(), pprofAddr} {
+		if _, err := net.Dial("tcp", a); err == nil {
+			t.Fatalf("%s still accepts connections after shutdown", a)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ type Config struct {
 	APIKey          string
 	ShutdownTimeout time.Duration
 	LogLevel        string
+	PprofAddr       string // when set, net/http/pprof is served there
 
 	Redis RedisConfig
 }
@@ -67,6 +69,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	str(&c.APIKey, "api-key", "", "when set, /api/* requires Authorization: Bearer <key>")
 	str(&shutdown, "shutdown-timeout", "10s", "graceful shutdown deadline on SIGINT/SIGTERM")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	str(&c.PprofAddr, "pprof-addr", "", "when set, serve Go's profiler (net/http/pprof, /debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; keep it private")
 	str(&c.Redis.URL, "redis-url", "", "Redis URL (redis://[user:pass@]host:port/db or rediss://...) or host:port; enables the Redis broker")
 	str(&c.Redis.SentinelAddrs, "sentinel-addrs", "", "comma-separated Sentinel addresses; enables the Redis broker through Sentinel")
 	str(&c.Redis.SentinelMaster, "sentinel-master", "mymaster", "Sentinel master name")
@@ -140,6 +143,14 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	if err != nil {
 		return err
 	}
+	if cfg.PprofAddr != "" {
+		stop, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			_ = app.Shutdown(context.Background())
+			return err
+		}
+		defer stop()
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		_ = app.Shutdown(context.Background())
@@ -171,6 +182,32 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	}
 	log.Info("primus-server stopped")
 	return nil
+}
+
+// servePprof serves the profiler on its own listener, away from the public
+// address; stop closes it and waits for it.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-pprof-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
 }
 
 func brokerName(r RedisConfig) string {

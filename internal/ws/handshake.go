@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 )
 
 const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -57,6 +58,9 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (net.Conn, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("websocket: hijack: %w", err)
 	}
+	// Deadlines from the http.Server's ReadTimeout and WriteTimeout were
+	// for the request; net/http documents clearing them as our job.
+	_ = conn.SetDeadline(time.Time{})
 	var early []byte
 	if n := brw.Reader.Buffered(); n > 0 {
 		early = make([]byte, n)
