@@ -23,7 +23,9 @@ type Config struct {
 	// MaxQueueBytes bounds each spark's outbound queue (default 4 MiB). A
 	// spark whose queue would grow past it is closed with ReasonSlowConsumer.
 	MaxQueueBytes int
-	// WriteTimeout bounds one write to a client (default 10s).
+	// WriteTimeout is how long a client may keep its socket full (not
+	// reading) while frames wait to be written; then the spark is closed
+	// with ReasonWriteError (default 10s). MaxQueueBytes may end it sooner.
 	WriteTimeout time.Duration
 	// CloseTimeout bounds the closing handshake (default 3s).
 	CloseTimeout time.Duration

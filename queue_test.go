@@ -3,8 +3,10 @@ package primus_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/primusgo/primus"
 )
@@ -161,5 +163,31 @@ func TestBackloggedClientCatchesUp(t *testing.T) {
 	}
 	if r := s.CloseReason(); r != primus.ReasonNone {
 		t.Fatalf("spark closed: %v", r)
+	}
+}
+
+// A client that stops reading, with a queue bound too large to overflow,
+// is closed once a write has waited WriteTimeout for its socket.
+func TestWriteTimeout(t *testing.T) {
+	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20, WriteTimeout: 200 * time.Millisecond})
+	c := ts.rawDial(t, "")
+	if err := c.Conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	s := ts.nextSpark(t)
+	if err := primus.ShrinkSendBuffer(s, 16<<10); err != nil {
+		t.Fatal(err)
+	}
+	chunk := strings.Repeat("z", 64<<10)
+	for range 64 { // 4 MiB: far more than both socket buffers hold
+		if err := s.Write(chunk); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+	}
+	if got := ts.nextDisconnection(t); got != s {
+		t.Fatalf("disconnected %s, want %s", got.ID(), s.ID())
+	}
+	if r := s.CloseReason(); r != primus.ReasonWriteError {
+		t.Fatalf("CloseReason %v, want %v", r, primus.ReasonWriteError)
 	}
 }
