@@ -2,6 +2,7 @@ package primus_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -180,7 +181,9 @@ func TestWriteTimeout(t *testing.T) {
 	}
 	chunk := strings.Repeat("z", 64<<10)
 	for range 64 { // 4 MiB: far more than both socket buffers hold
-		if err := s.Write(chunk); err != nil {
+		if err := s.Write(chunk); errors.Is(err, primus.ErrSparkClosed) {
+			break // on a slow machine the timeout may strike before the end
+		} else if err != nil {
 			t.Fatalf("Write: %v", err)
 		}
 	}
