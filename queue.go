@@ -165,7 +165,8 @@ func (q *outQueue) flush(s *Spark, scratch *[]byte) {
 	for _, f := range batch {
 		n += len(f)
 	}
-	sent, err := writeNonblocking(s.raw, batch, scratch)
+	sent, calls, err := writeNonblocking(s.raw, batch, scratch)
+	s.srv.stats.writes.Add(uint64(calls))
 	if errors.Is(err, errWouldBlock) {
 		s.srv.wg.Add(1) // this flusher holds a count
 		go q.writeLoop(s, batch, sent)
@@ -200,6 +201,7 @@ func (q *outQueue) writeLoop(s *Spark, batch [][]byte, sent int) {
 		q.bufs = unsent(batch, sent) // WriteTo consumes q.bufs, not batch
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
 		_, err := q.bufs.WriteTo(s.conn)
+		s.srv.stats.writes.Add(1) // one writev, unless the socket took it in parts
 		q.bufs = nil
 		q.written(s, batch, n, err)
 		batch, sent = nil, 0

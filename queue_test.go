@@ -125,8 +125,12 @@ func TestConcurrentWrites(t *testing.T) {
 		}
 		next[v[0]]++
 	}
-	if n := ts.Stats().FramesOut; n != writers*each {
-		t.Errorf("FramesOut = %d, want %d", n, writers*each)
+	st := ts.Stats()
+	if st.FramesOut != writers*each {
+		t.Errorf("FramesOut = %d, want %d", st.FramesOut, writers*each)
+	}
+	if st.Writes == 0 || st.Writes > st.FramesOut {
+		t.Errorf("Writes = %d for %d frames", st.Writes, st.FramesOut)
 	}
 }
 

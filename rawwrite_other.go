@@ -11,6 +11,6 @@ import (
 // writer goroutine of its own (see outQueue).
 func rawConnOf(net.Conn) syscall.RawConn { return nil }
 
-func writeNonblocking(syscall.RawConn, [][]byte, *[]byte) (int, error) {
-	return 0, errWouldBlock
+func writeNonblocking(syscall.RawConn, [][]byte, *[]byte) (sent, calls int, err error) {
+	return 0, 0, errWouldBlock
 }

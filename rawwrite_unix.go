@@ -32,10 +32,10 @@ func rawConnOf(c net.Conn) syscall.RawConn {
 const coalesceLimit = 64 << 10
 
 // writeNonblocking writes batch to the socket without waiting for it: it
-// returns the number of bytes written and errWouldBlock if the socket's
-// buffer filled before the end. Consecutive small frames are copied into
-// scratch and leave in one write(2).
-func writeNonblocking(raw syscall.RawConn, batch [][]byte, scratch *[]byte) (sent int, err error) {
+// returns the number of bytes written, of write(2) calls made, and
+// errWouldBlock if the socket's buffer filled before the end. Consecutive
+// small frames are copied into scratch and leave in one write(2).
+func writeNonblocking(raw syscall.RawConn, batch [][]byte, scratch *[]byte) (sent, calls int, err error) {
 	rerr := raw.Write(func(fd uintptr) bool {
 		for i := 0; i < len(batch); {
 			buf, j := batch[i], i+1
@@ -48,6 +48,7 @@ func writeNonblocking(raw syscall.RawConn, batch [][]byte, scratch *[]byte) (sen
 			}
 			for len(buf) > 0 {
 				n, e := syscall.Write(int(fd), buf)
+				calls++
 				if n > 0 {
 					sent += n
 					buf = buf[n:]
@@ -72,5 +73,5 @@ func writeNonblocking(raw syscall.RawConn, batch [][]byte, scratch *[]byte) (sen
 	if err == nil {
 		err = rerr
 	}
-	return sent, err
+	return sent, calls, err
 }

@@ -78,8 +78,8 @@ func TestWriteNonblockingThenRest(t *testing.T) {
 			want = append(want, f...)
 		}
 		var scratch []byte
-		sent, err := writeNonblocking(raw, slices.Clone(batch), &scratch)
-		if !errors.Is(err, errWouldBlock) || sent <= 0 || sent >= len(want) {
+		sent, calls, err := writeNonblocking(raw, slices.Clone(batch), &scratch)
+		if !errors.Is(err, errWouldBlock) || sent <= 0 || sent >= len(want) || calls < 1 {
 			t.Fatalf("round %d: writeNonblocking = %d, %v; want a partial write (%d bytes) and errWouldBlock", round, sent, err, len(want))
 		}
 		if len(scratch) > coalesceLimit {
@@ -107,13 +107,35 @@ func TestWriteNonblockingThenRest(t *testing.T) {
 	}
 }
 
+// Small frames queued together leave in one write(2), in order.
+func TestWriteNonblockingCoalesces(t *testing.T) {
+	server, client := tcpPair(t)
+	var batch [][]byte
+	var want []byte
+	for i := range 10 {
+		f := bytes.Repeat([]byte{byte('0' + i)}, 100)
+		batch = append(batch, f)
+		want = append(want, f...)
+	}
+	var scratch []byte
+	sent, calls, err := writeNonblocking(rawConnOf(server), batch, &scratch)
+	if err != nil || sent != len(want) || calls != 1 {
+		t.Fatalf("writeNonblocking = %d bytes in %d calls, %v; want %d bytes in 1 call", sent, calls, err, len(want))
+	}
+	got := make([]byte, len(want))
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
 // A write to a closed connection fails with an error, not errWouldBlock.
 func TestWriteNonblockingClosed(t *testing.T) {
 	server, _ := tcpPair(t)
 	raw := rawConnOf(server)
 	server.Close()
 	var scratch []byte
-	if _, err := writeNonblocking(raw, [][]byte{[]byte("x")}, &scratch); err == nil || errors.Is(err, errWouldBlock) {
+	if _, _, err := writeNonblocking(raw, [][]byte{[]byte("x")}, &scratch); err == nil || errors.Is(err, errWouldBlock) {
 		t.Fatalf("err = %v, want a write error", err)
 	}
 }

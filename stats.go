@@ -9,6 +9,7 @@ type counters struct {
 	parseErrors       atomic.Uint64
 	deliveries        atomic.Uint64
 	framesOut         atomic.Uint64
+	writes            atomic.Uint64
 	drops             atomic.Uint64
 	slowConsumers     atomic.Uint64
 	heartbeatTimeouts atomic.Uint64
@@ -26,6 +27,7 @@ type Stats struct {
 	ParseErrors       uint64 // incoming messages that were not valid JSON
 	Deliveries        uint64 // room-write frames queued to local sparks
 	FramesOut         uint64 // frames written to clients (all kinds)
+	Writes            uint64 // write system calls to clients; FramesOut/Writes is how well frames coalesce
 	Drops             uint64 // frames not queued: spark closing, closed or overflowing
 	SlowConsumers     uint64 // sparks closed because their queue overflowed
 	HeartbeatTimeouts uint64 // sparks closed for missing heartbeats
@@ -45,6 +47,7 @@ func (srv *Server) Stats() Stats {
 		ParseErrors:       c.parseErrors.Load(),
 		Deliveries:        c.deliveries.Load(),
 		FramesOut:         c.framesOut.Load(),
+		Writes:            c.writes.Load(),
 		Drops:             c.drops.Load(),
 		SlowConsumers:     c.slowConsumers.Load(),
 		HeartbeatTimeouts: c.heartbeatTimeouts.Load(),

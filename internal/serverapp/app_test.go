@@ -284,6 +284,7 @@ func TestHealthMetricsDemo(t *testing.T) {
 	for _, want := range []string{
 		"primus_connections 1", "primus_rooms 1", "primus_messages_in_total 2", "primus_messages_out_total 1",
 		"primus_drops_total 0", "primus_slow_consumer_ends_total 0", "primus_publish_requests_total 1",
+		"primus_frames_out_total 2", "primus_writes_total 2", // the ack, then the message
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("metrics lack %q", want)

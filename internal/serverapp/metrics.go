@@ -42,6 +42,7 @@ func newMetrics(a *App) *metrics {
 	counter("primus_parse_errors_total", "Incoming messages that were not valid JSON.", func(s primus.Stats) float64 { return float64(s.ParseErrors) })
 	counter("primus_messages_out_total", "Room-write deliveries queued to local sparks.", func(s primus.Stats) float64 { return float64(s.Deliveries) })
 	counter("primus_frames_out_total", "Frames written to clients.", func(s primus.Stats) float64 { return float64(s.FramesOut) })
+	counter("primus_writes_total", "Write system calls to clients; frames_out / writes shows how well frames coalesce.", func(s primus.Stats) float64 { return float64(s.Writes) })
 	counter("primus_drops_total", "Frames dropped: spark closing, closed or overflowing.", func(s primus.Stats) float64 { return float64(s.Drops) })
 	counter("primus_slow_consumer_ends_total", "Sparks ended because their send queue overflowed.", func(s primus.Stats) float64 { return float64(s.SlowConsumers) })
 	counter("primus_heartbeat_timeouts_total", "Sparks ended for missing heartbeats.", func(s primus.Stats) float64 { return float64(s.HeartbeatTimeouts) })
