@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/primusgo/primus/internal/clientjs"
 )
 
 // Config configures a Server. The zero value is a working configuration
@@ -51,8 +53,10 @@ type Config struct {
 	TrustForwardedFor bool
 	// IDGenerator makes spark ids (default: 21 random characters of A-Za-z0-9_-).
 	IDGenerator func() string
-	// ClientLibrary serves <Pathname>/primus.js when set (see the clientjs
-	// package); nil answers 404 there.
+	// ClientLibrary serves <Pathname>/primus.js. Nil serves the built-in
+	// browser client (the Primus client API, with Pathname and the ping
+	// timeout for PingInterval compiled in, ETag-cached), as Primus does;
+	// set http.NotFoundHandler() to serve none, or a handler of your own.
 	ClientLibrary http.Handler
 
 	// OnConnection runs for every new spark before it reads its first
@@ -102,6 +106,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ClientLibrary == nil {
+		lib := clientjs.Options{Pathname: c.Pathname, Version: ProtocolVersion}
+		if c.PingInterval > 0 {
+			lib.PingInterval = c.PingInterval
+		}
+		c.ClientLibrary = clientjs.Handler(lib)
 	}
 	return c
 }

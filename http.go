@@ -76,11 +76,7 @@ func (srv *Server) serveHTTPSurface(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(body)
 		return
 	case "/primus.js":
-		if srv.cfg.ClientLibrary != nil {
-			srv.cfg.ClientLibrary.ServeHTTP(w, r)
-			return
-		}
-		http.NotFound(w, r)
+		srv.cfg.ClientLibrary.ServeHTTP(w, r)
 		return
 	}
 	h := w.Header()

@@ -122,17 +122,25 @@ func TestSpecHeartbeatDisabled(t *testing.T) {
 	}
 }
 
+// The browser client is served by default, with the server's settings
+// compiled in; a handler of one's own replaces it, NotFoundHandler removes it.
 func TestClientLibraryRoute(t *testing.T) {
-	ts := startServer(t, primus.Config{})
-	if resp, _ := get(t, ts, http.MethodGet, "/primus/primus.js", nil); resp.StatusCode != http.StatusNotFound {
-		t.Errorf("primus.js without a library = %d, want 404", resp.StatusCode)
+	ts := startServer(t, primus.Config{Pathname: "/rt", PingInterval: 10 * time.Second})
+	resp, body := get(t, ts, http.MethodGet, "/rt/primus.js", nil)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") ||
+		resp.Header.Get("ETag") == "" || !strings.Contains(body, `"/rt"`) || !strings.Contains(body, "15000") {
+		t.Errorf("default primus.js = %d %s, %d bytes (pathname or ping timeout missing?)", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+	off := startServer(t, primus.Config{ClientLibrary: http.NotFoundHandler()})
+	if resp, _ := get(t, off, http.MethodGet, "/primus/primus.js", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("primus.js with NotFoundHandler = %d, want 404", resp.StatusCode)
 	}
 	lib := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 		_, _ = io.WriteString(w, "/* lib */")
 	})
 	ts2 := startServer(t, primus.Config{ClientLibrary: lib})
-	resp, body := get(t, ts2, http.MethodGet, "/primus/primus.js", nil)
+	resp, body = get(t, ts2, http.MethodGet, "/primus/primus.js", nil)
 	if resp.StatusCode != 200 || body != "/* lib */" {
 		t.Errorf("primus.js = %d %q", resp.StatusCode, body)
 	}

@@ -60,7 +60,7 @@ func (q *outQueue) push(s *Spark, frame []byte) bool {
 		q.mu.Unlock()
 		s.srv.stats.drops.Add(1)
 		s.srv.stats.slowConsumers.Add(1)
-		s.conn.Close()
+		s.abort() // may run under room index locks: must not block
 		return false
 	}
 	q.appendLocked(s, frame)
@@ -148,7 +148,7 @@ func (q *outQueue) written(s *Spark, batch [][]byte, n int, err error) {
 	}
 	q.mu.Unlock()
 	if err != nil {
-		s.conn.Close()
+		s.abort()
 	}
 }
 
@@ -201,6 +201,11 @@ func (q *outQueue) writeLoop(s *Spark, batch [][]byte, sent int) {
 		q.bufs = unsent(batch, sent) // WriteTo consumes q.bufs, not batch
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
 		_, err := q.bufs.WriteTo(s.conn)
+		// Clear the deadline while this goroutine still owns the writes: a
+		// stale one would fail the flushers' later writes (the runtime
+		// checks it before a raw write), and once writing stops a new
+		// writer may already have set its own.
+		_ = s.conn.SetWriteDeadline(time.Time{})
 		s.srv.stats.writes.Add(1) // one writev, unless the socket took it in parts
 		q.bufs = nil
 		q.written(s, batch, n, err)

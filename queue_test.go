@@ -198,3 +198,39 @@ func TestWriteTimeout(t *testing.T) {
 		t.Fatalf("CloseReason %v, want %v", r, primus.ReasonWriteError)
 	}
 }
+
+// A spark whose writes once went through a writer goroutine (its socket
+// was full for a moment) keeps working after WriteTimeout has passed: the
+// writer's deadline does not outlive it.
+func TestNoStaleWriteDeadline(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20, WriteTimeout: timeout})
+	c := ts.rawDial(t, "")
+	s := ts.nextSpark(t)
+	if err := primus.ShrinkSendBuffer(s, 16<<10); err != nil {
+		t.Fatal(err)
+	}
+	chunk := strings.Repeat("q", 64<<10)
+	const n = 32 // 2 MiB: more than the socket buffers, so a writer goroutine takes over
+	for range n {
+		if err := s.Write(chunk); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+	}
+	for i := range n {
+		if _, p, err := c.readFrame(); err != nil || len(p) != len(chunk)+2 {
+			t.Fatalf("frame %d: %d bytes, %v", i, len(p), err)
+		}
+	}
+	// The bug needs the old deadline to pass; there is no event for that.
+	time.Sleep(timeout + 100*time.Millisecond)
+	if err := s.Write("after"); err != nil {
+		t.Fatalf("Write after the pause: %v", err)
+	}
+	if _, p, err := c.readFrame(); err != nil || string(p) != `"after"` {
+		t.Fatalf("after the pause: %q, %v (CloseReason %v)", p, err, s.CloseReason())
+	}
+	if r := s.CloseReason(); r != primus.ReasonNone {
+		t.Fatalf("spark closed: %v", r)
+	}
+}

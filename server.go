@@ -259,7 +259,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		// Clients that do not answer the close in time are cut off. Their
 		// goroutines end at once, unless an application handler never
 		// returns: that one is not waited for beyond a short grace.
-		srv.forEachSpark(func(s *Spark) { s.conn.Close() })
+		srv.forEachSpark(func(s *Spark) { s.abort() })
 		grace := time.NewTimer(time.Second)
 		select {
 		case <-done:

@@ -355,6 +355,19 @@ func (s *Spark) reportError(err error) {
 	s.srv.log.Debug("primus: spark error", "spark", s.id, "err", err)
 }
 
+// abort closes the connection at once. A wrapped connection (TLS) is cut
+// below its wrapper: its own Close may first try to write a goodbye
+// (close_notify, with a 5 s deadline) to a client that is not reading,
+// and abort runs where blocking would stall others (under room index
+// locks, or when Shutdown gives up). The reader then ends the spark.
+func (s *Spark) abort() {
+	c := s.conn
+	if w, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = w.NetConn()
+	}
+	_ = c.Close()
+}
+
 // finish runs once, on the reader goroutine, when the connection is over.
 func (s *Spark) finish(reason CloseReason) {
 	s.conn.Close()

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/primusgo/primus"
-	"github.com/primusgo/primus/internal/clientjs"
 )
 
 // node is a real primus.Server behind an http.Server that also serves the
@@ -95,15 +94,6 @@ func startNode(t testing.TB, name, addr string, j *journal, cfg primus.Config) *
 		addr = "127.0.0.1:0"
 	}
 	n := &node{t: t, name: name, j: j, done: make(chan struct{})}
-	interval := cfg.PingInterval
-	if interval == 0 {
-		interval = 30 * time.Second
-	}
-	lib := clientjs.Options{Pathname: cfg.Pathname, Version: primus.ProtocolVersion}
-	if interval > 0 {
-		lib.PingInterval = interval
-	}
-	cfg.ClientLibrary = clientjs.Handler(lib)
 	cfg.OnConnection = func(s *primus.Spark) {
 		j.add(func() { j.sparks = append(j.sparks, s) })
 		s.OnData(n.handle)

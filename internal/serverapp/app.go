@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/primusgo/primus"
-	"github.com/primusgo/primus/internal/clientjs"
 	"github.com/primusgo/primus/redisbroker"
 )
 
@@ -53,23 +52,14 @@ func New(opts Options) (*App, error) {
 	if pathname == "" {
 		pathname = "/primus"
 	}
-	interval := opts.PingInterval
-	if interval == 0 {
-		interval = 30 * time.Second
-	}
-	lib := clientjs.Options{Pathname: pathname, Version: primus.ProtocolVersion}
-	if interval > 0 {
-		lib.PingInterval = interval
-	}
 	srv, err := primus.New(primus.Config{
 		Pathname:      pathname,
-		PingInterval:  interval,
+		PingInterval:  opts.PingInterval,
 		MaxLength:     opts.MaxLength,
 		MaxQueueBytes: opts.MaxQueueBytes,
 		Broker:        opts.Broker,
 		NodeID:        nodeID(opts.Broker),
 		Logger:        opts.Logger,
-		ClientLibrary: clientjs.Handler(lib),
 		OnConnection: func(s *primus.Spark) {
 			s.OnData(a.handleData)
 		},

@@ -82,6 +82,7 @@ func b2f(b bool) float64 {
 
 var redisMetrics = []redisMetric{
 	{redisDesc("connected", "1 while the Pub/Sub connection is up and subscribed."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return b2f(s.Connected) }},
+	{redisDesc("rooms", "Rooms this node hosts."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return float64(s.Rooms) }},
 	{redisDesc("subscribed_rooms", "Room channels subscribed (native) or hosted rooms (compat)."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return float64(s.SubscribedRooms) }},
 	{redisDesc("receive_queue_depth", "Received messages waiting for a worker."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return float64(s.QueueDepth) }},
 	{redisDesc("publishes_total", "Room writes published to Redis."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Published) }},
@@ -91,10 +92,15 @@ var redisMetrics = []redisMetric{
 	{redisDesc("decode_errors_total", "Malformed Redis payloads ignored."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.DecodeErrors) }},
 	{redisDesc("oversized_total", "Redis payloads over the size limit ignored."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Oversized) }},
 	{redisDesc("drops_total", "Received messages dropped because a worker queue was full."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Dropped) }},
+	{redisDesc("ignored_total", "Well-formed messages for rooms this node does not host (or compat messages without data)."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Ignored) }},
+	{redisDesc("connects_total", "Pub/Sub connections established and subscribed."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Connects) }},
 	{redisDesc("reconnects_total", "Pub/Sub reconnections."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Reconnects) }},
 	{redisDesc("connect_errors_total", "Failed attempts to connect or subscribe."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.ConnectErrors) }},
+	{redisDesc("connection_losses_total", "Established Pub/Sub connections that broke."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.ConnectionLosses) }},
 	{redisDesc("master_switches_total", "Pub/Sub connections moved to a new Sentinel master."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.MasterSwitches) }},
 	{redisDesc("resubscribe_seconds", "Duration of the last (re)subscription of every room."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return s.LastResubscribe.Seconds() }},
+	{redisDesc("resubscribe_rooms", "Rooms subscribed by the last (re)subscription."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return float64(s.LastResubscribeRooms) }},
+	{redisDesc("probes_total", "Idle delivery probes sent."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.ProbesSent) }},
 	{redisDesc("probe_failures_total", "Idle delivery probes that did not come back (each rebuilds the connection)."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.ProbeFailures) }},
 }
 
