@@ -3,6 +3,7 @@ package primus
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -199,17 +200,31 @@ func (q *outQueue) writeLoop(s *Spark, batch [][]byte, sent int) {
 			n += len(f)
 		}
 		q.bufs = unsent(batch, sent) // WriteTo consumes q.bufs, not batch
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
-		_, err := q.bufs.WriteTo(s.conn)
-		// Clear the deadline while this goroutine still owns the writes: a
-		// stale one would fail the flushers' later writes (the runtime
-		// checks it before a raw write), and once writing stops a new
-		// writer may already have set its own.
-		_ = s.conn.SetWriteDeadline(time.Time{})
-		s.srv.stats.writes.Add(1) // one writev, unless the socket took it in parts
+		err := q.writeBlocking(s)
 		q.bufs = nil
 		q.written(s, batch, n, err)
 		batch, sent = nil, 0
+	}
+}
+
+// writeBlocking writes q.bufs, giving the client WriteTimeout to take
+// each part: a client that reads, however slowly, is not cut off (its
+// backlog is bounded by MaxQueueBytes); one that takes nothing for
+// WriteTimeout is. (After a timeout a TLS connection refuses further
+// writes, so there the first timeout ends it.)
+func (q *outQueue) writeBlocking(s *Spark) error {
+	// Clear the deadline before returning, while this goroutine still
+	// owns the writes: a stale one would fail the flushers' later writes
+	// (the runtime checks it before a raw write), and once writing stops a
+	// new writer may already have set its own.
+	defer s.conn.SetWriteDeadline(time.Time{})
+	for {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+		n, err := q.bufs.WriteTo(s.conn)
+		s.srv.stats.writes.Add(1) // one writev, unless the socket took it in parts
+		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) || len(q.bufs) == 0 {
+			return err
+		}
 	}
 }
 

@@ -203,7 +203,7 @@ func TestWriteTimeout(t *testing.T) {
 // was full for a moment) keeps working after WriteTimeout has passed: the
 // writer's deadline does not outlive it.
 func TestNoStaleWriteDeadline(t *testing.T) {
-	const timeout = 300 * time.Millisecond
+	const timeout = time.Second
 	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20, WriteTimeout: timeout})
 	c := ts.rawDial(t, "")
 	s := ts.nextSpark(t)
@@ -229,6 +229,41 @@ func TestNoStaleWriteDeadline(t *testing.T) {
 	}
 	if _, p, err := c.readFrame(); err != nil || string(p) != `"after"` {
 		t.Fatalf("after the pause: %q, %v (CloseReason %v)", p, err, s.CloseReason())
+	}
+	if r := s.CloseReason(); r != primus.ReasonNone {
+		t.Fatalf("spark closed: %v", r)
+	}
+}
+
+// WriteTimeout is for a client that takes nothing: one that reads slowly
+// but steadily is not cut off, however long its backlog takes.
+func TestSlowReaderNotCutOff(t *testing.T) {
+	const timeout = time.Second
+	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20, WriteTimeout: timeout})
+	c := ts.rawDial(t, "")
+	if err := c.Conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	s := ts.nextSpark(t)
+	if err := primus.ShrinkSendBuffer(s, 16<<10); err != nil {
+		t.Fatal(err)
+	}
+	chunk := strings.Repeat("s", 64<<10)
+	const n = 20
+	for range n {
+		if err := s.Write(chunk); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+	}
+	start := time.Now()
+	for i := range n {
+		if _, p, err := c.readFrame(); err != nil || len(p) != len(chunk)+2 {
+			t.Fatalf("frame %d after %v: %d bytes, %v (CloseReason %v)", i, time.Since(start), len(p), err, s.CloseReason())
+		}
+		time.Sleep(100 * time.Millisecond) // a slow reader, by design
+	}
+	if d := time.Since(start); d < timeout {
+		t.Fatalf("the backlog took %v, less than WriteTimeout: the test proves nothing", d)
 	}
 	if r := s.CloseReason(); r != primus.ReasonNone {
 		t.Fatalf("spark closed: %v", r)
