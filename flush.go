@@ -59,15 +59,15 @@ func (p *flushPool) next() *Spark {
 	return s
 }
 
-// scratchPool holds the buffers flushers copy small frames into, so that
-// several frames leave in one write.
-var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
+// writerPool keeps rawWriters (and their scratch buffers) between the
+// short lives of flushers.
+var writerPool = sync.Pool{New: func() any { return newRawWriter() }}
 
 func (p *flushPool) run(srv *Server) {
 	defer srv.wg.Done()
-	scratch := scratchPool.Get().(*[]byte)
-	defer scratchPool.Put(scratch)
+	w := writerPool.Get().(*rawWriter)
+	defer writerPool.Put(w)
 	for s := p.next(); s != nil; s = p.next() {
-		s.out.flush(s, scratch)
+		s.out.flush(s, w)
 	}
 }

@@ -157,7 +157,7 @@ func (q *outQueue) written(s *Spark, batch [][]byte, n int, err error) {
 // everything queued. The spark goes back to the end of the ready list if
 // more frames arrived meanwhile (they coalesce while it waits its turn),
 // and to a writer goroutine of its own if the socket did not take it all.
-func (q *outQueue) flush(s *Spark, scratch *[]byte) {
+func (q *outQueue) flush(s *Spark, w *rawWriter) {
 	batch := q.take()
 	if batch == nil {
 		return
@@ -166,7 +166,7 @@ func (q *outQueue) flush(s *Spark, scratch *[]byte) {
 	for _, f := range batch {
 		n += len(f)
 	}
-	sent, calls, err := writeNonblocking(s.raw, batch, scratch)
+	sent, calls, err := w.write(s.raw, batch)
 	s.srv.stats.writes.Add(uint64(calls))
 	if errors.Is(err, errWouldBlock) {
 		s.srv.wg.Add(1) // this flusher holds a count

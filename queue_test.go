@@ -138,12 +138,7 @@ func TestConcurrentWrites(t *testing.T) {
 // message intact and in order: the writes that found its socket full
 // continue, from the byte where they stopped, on a writer of its own.
 func TestBackloggedClientCatchesUp(t *testing.T) {
-	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20})
-	c := ts.rawDial(t, "")
-	s := ts.nextSpark(t)
-	if err := primus.ShrinkSendBuffer(s, 16<<10); err != nil {
-		t.Fatal(err)
-	}
+	_, c, s := crampedSpark(t, 0)
 	var want []string
 	for i := range 400 {
 		n := 1 + (i*37)%300
@@ -174,15 +169,7 @@ func TestBackloggedClientCatchesUp(t *testing.T) {
 // A client that stops reading, with a queue bound too large to overflow,
 // is closed once a write has waited WriteTimeout for its socket.
 func TestWriteTimeout(t *testing.T) {
-	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20, WriteTimeout: 200 * time.Millisecond})
-	c := ts.rawDial(t, "")
-	if err := c.Conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
-		t.Fatal(err)
-	}
-	s := ts.nextSpark(t)
-	if err := primus.ShrinkSendBuffer(s, 16<<10); err != nil {
-		t.Fatal(err)
-	}
+	ts, _, s := crampedSpark(t, 200*time.Millisecond)
 	chunk := strings.Repeat("z", 64<<10)
 	for range 64 { // 4 MiB: far more than both socket buffers hold
 		if err := s.Write(chunk); errors.Is(err, primus.ErrSparkClosed) {
@@ -204,19 +191,9 @@ func TestWriteTimeout(t *testing.T) {
 // writer's deadline does not outlive it.
 func TestNoStaleWriteDeadline(t *testing.T) {
 	const timeout = time.Second
-	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20, WriteTimeout: timeout})
-	c := ts.rawDial(t, "")
-	s := ts.nextSpark(t)
-	if err := primus.ShrinkSendBuffer(s, 16<<10); err != nil {
-		t.Fatal(err)
-	}
-	chunk := strings.Repeat("q", 64<<10)
+	_, c, s := crampedSpark(t, timeout)
 	const n = 32 // 2 MiB: more than the socket buffers, so a writer goroutine takes over
-	for range n {
-		if err := s.Write(chunk); err != nil {
-			t.Fatalf("Write: %v", err)
-		}
-	}
+	chunk := writeChunks(t, s, n)
 	for i := range n {
 		if _, p, err := c.readFrame(); err != nil || len(p) != len(chunk)+2 {
 			t.Fatalf("frame %d: %d bytes, %v", i, len(p), err)
@@ -239,22 +216,9 @@ func TestNoStaleWriteDeadline(t *testing.T) {
 // but steadily is not cut off, however long its backlog takes.
 func TestSlowReaderNotCutOff(t *testing.T) {
 	const timeout = time.Second
-	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20, WriteTimeout: timeout})
-	c := ts.rawDial(t, "")
-	if err := c.Conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
-		t.Fatal(err)
-	}
-	s := ts.nextSpark(t)
-	if err := primus.ShrinkSendBuffer(s, 16<<10); err != nil {
-		t.Fatal(err)
-	}
-	chunk := strings.Repeat("s", 64<<10)
+	_, c, s := crampedSpark(t, timeout)
 	const n = 20
-	for range n {
-		if err := s.Write(chunk); err != nil {
-			t.Fatalf("Write: %v", err)
-		}
-	}
+	chunk := writeChunks(t, s, n)
 	start := time.Now()
 	for i := range n {
 		if _, p, err := c.readFrame(); err != nil || len(p) != len(chunk)+2 {
@@ -268,4 +232,34 @@ func TestSlowReaderNotCutOff(t *testing.T) {
 	if r := s.CloseReason(); r != primus.ReasonNone {
 		t.Fatalf("spark closed: %v", r)
 	}
+}
+
+// crampedSpark connects a raw client to a server with a queue bound too
+// large to overflow and the given WriteTimeout (0: the default), with the
+// spark's send buffer and the client's receive buffer at 16 KiB, so that a
+// few hundred KiB fill the socket.
+func crampedSpark(t *testing.T, writeTimeout time.Duration) (*testServer, *rawConn, *primus.Spark) {
+	t.Helper()
+	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20, WriteTimeout: writeTimeout})
+	c := ts.rawDial(t, "")
+	if err := c.Conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	s := ts.nextSpark(t)
+	if err := primus.ShrinkSendBuffer(s, 16<<10); err != nil {
+		t.Fatal(err)
+	}
+	return ts, c, s
+}
+
+// writeChunks writes n copies of a 64 KiB string to s and returns it.
+func writeChunks(t *testing.T, s *primus.Spark, n int) string {
+	t.Helper()
+	chunk := strings.Repeat("c", 64<<10)
+	for range n {
+		if err := s.Write(chunk); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+	}
+	return chunk
 }

@@ -11,6 +11,10 @@ import (
 // writer goroutine of its own (see outQueue).
 func rawConnOf(net.Conn) syscall.RawConn { return nil }
 
-func writeNonblocking(syscall.RawConn, [][]byte, *[]byte) (sent, calls int, err error) {
+type rawWriter struct{}
+
+func newRawWriter() *rawWriter { return &rawWriter{} }
+
+func (*rawWriter) write(syscall.RawConn, [][]byte) (sent, calls int, err error) {
 	return 0, 0, errWouldBlock
 }

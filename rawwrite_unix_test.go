@@ -77,13 +77,13 @@ func TestWriteNonblockingThenRest(t *testing.T) {
 			batch = append(batch, f)
 			want = append(want, f...)
 		}
-		var scratch []byte
-		sent, calls, err := writeNonblocking(raw, slices.Clone(batch), &scratch)
+		w := newRawWriter()
+		sent, calls, err := w.write(raw, slices.Clone(batch))
 		if !errors.Is(err, errWouldBlock) || sent <= 0 || sent >= len(want) || calls < 1 {
-			t.Fatalf("round %d: writeNonblocking = %d, %v; want a partial write (%d bytes) and errWouldBlock", round, sent, err, len(want))
+			t.Fatalf("round %d: rawWriter.write = %d, %v; want a partial write (%d bytes) and errWouldBlock", round, sent, err, len(want))
 		}
-		if len(scratch) > coalesceLimit {
-			t.Fatalf("scratch grew to %d bytes", len(scratch))
+		if len(w.scratch) > coalesceLimit {
+			t.Fatalf("scratch grew to %d bytes", len(w.scratch))
 		}
 		done := make(chan error, 1)
 		go func() {
@@ -117,10 +117,9 @@ func TestWriteNonblockingCoalesces(t *testing.T) {
 		batch = append(batch, f)
 		want = append(want, f...)
 	}
-	var scratch []byte
-	sent, calls, err := writeNonblocking(rawConnOf(server), batch, &scratch)
+	sent, calls, err := newRawWriter().write(rawConnOf(server), batch)
 	if err != nil || sent != len(want) || calls != 1 {
-		t.Fatalf("writeNonblocking = %d bytes in %d calls, %v; want %d bytes in 1 call", sent, calls, err, len(want))
+		t.Fatalf("rawWriter.write = %d bytes in %d calls, %v; want %d bytes in 1 call", sent, calls, err, len(want))
 	}
 	got := make([]byte, len(want))
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -134,8 +133,7 @@ func TestWriteNonblockingClosed(t *testing.T) {
 	server, _ := tcpPair(t)
 	raw := rawConnOf(server)
 	server.Close()
-	var scratch []byte
-	if _, _, err := writeNonblocking(raw, [][]byte{[]byte("x")}, &scratch); err == nil || errors.Is(err, errWouldBlock) {
+	if _, _, err := newRawWriter().write(raw, [][]byte{[]byte("x")}); err == nil || errors.Is(err, errWouldBlock) {
 		t.Fatalf("err = %v, want a write error", err)
 	}
 }
