@@ -22,12 +22,14 @@ const (
 
 // Close codes used by the server (RFC 6455 §7.4.1).
 const (
-	CloseNormal        = 1000
-	CloseGoingAway     = 1001
-	CloseProtocolError = 1002
-	CloseNoStatus      = 1005 // never sent: an empty close frame means "no status"
-	CloseInvalidData   = 1007
-	CloseTooBig        = 1009
+	CloseNormal          = 1000
+	CloseGoingAway       = 1001
+	CloseProtocolError   = 1002
+	CloseNoStatus        = 1005 // never sent: an empty close frame means "no status"
+	CloseInvalidData     = 1007
+	ClosePolicyViolation = 1008
+	CloseTooBig          = 1009
+	CloseTryAgainLater   = 1013
 )
 
 // readBufferSize is small on purpose: heartbeats and commands fit, larger
@@ -171,13 +173,22 @@ func (r *Reader) readFrame(limit, have int64) (fin bool, op byte, payload []byte
 			return
 		}
 		n = int64(binary.BigEndian.Uint16(r.hdr[:2]))
+		if n < 126 {
+			err = &ProtocolError{CloseProtocolError, "frame length not in its shortest form"}
+			return
+		}
 	case 127:
 		if _, err = io.ReadFull(r.br, r.hdr[:8]); err != nil {
 			return
 		}
 		u := binary.BigEndian.Uint64(r.hdr[:8])
-		if u > 1<<62 {
-			err = &ProtocolError{CloseTooBig, "frame length out of range"}
+		if u>>63 != 0 {
+			// RFC 6455 §5.2: the most significant bit MUST be 0.
+			err = &ProtocolError{CloseProtocolError, "64-bit frame length with the top bit set"}
+			return
+		}
+		if u <= 0xffff {
+			err = &ProtocolError{CloseProtocolError, "frame length not in its shortest form"}
 			return
 		}
 		n = int64(u)

@@ -215,3 +215,36 @@ func TestErrorsText(t *testing.T) {
 		}
 	}
 }
+
+// RFC 6455 §5.2: a 64-bit length has its most significant bit 0, and every
+// length is in its shortest form. Both violations are protocol errors
+// (1002), not oversized messages (1009), whatever the limit.
+func TestReadMessageLengthEncoding(t *testing.T) {
+	header := func(ext ...byte) []byte {
+		return append([]byte{0x81, 0x80 | ext[0]}, ext[1:]...)
+	}
+	mask := []byte{1, 2, 3, 4}
+	for _, tt := range []struct {
+		name string
+		in   []byte
+	}{
+		{"64-bit top bit set", append(header(127, 0x80, 0, 0, 0, 0, 0, 0, 5), mask...)},
+		{"64-bit all ones", append(header(127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), mask...)},
+		{"64-bit form of 5", append(append(header(127, 0, 0, 0, 0, 0, 0, 0, 5), mask...), "hello"...)},
+		{"64-bit form of 65535", append(header(127, 0, 0, 0, 0, 0, 0, 0xff, 0xff), mask...)},
+		{"16-bit form of 5", append(append(header(126, 0, 5), mask...), "hello"...)},
+		{"16-bit form of 125", append(header(126, 0, 125), mask...)},
+	} {
+		_, err := reader(tt.in).ReadMessage(1<<40, noControl)
+		var pe *ProtocolError
+		if !errors.As(err, &pe) || pe.Code != CloseProtocolError {
+			t.Errorf("%s: %v, want a 1002 protocol error", tt.name, err)
+		}
+	}
+	// The shortest forms at their boundaries are accepted.
+	for _, n := range []int{125, 126, 65535, 65536} {
+		if _, err := reader(clientFrame(0x82, make([]byte, n))).ReadMessage(1<<20, noControl); err != nil {
+			t.Errorf("%d bytes: %v", n, err)
+		}
+	}
+}
