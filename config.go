@@ -22,8 +22,13 @@ type Config struct {
 	// MaxLength bounds an incoming message in bytes (default 10 MiB); a
 	// larger one closes the connection with 1009.
 	MaxLength int64
-	// MaxQueueBytes bounds each spark's outbound queue (default 4 MiB). A
-	// spark whose queue would grow past it is closed with ReasonSlowConsumer.
+	// MaxQueueBytes bounds each spark's backlog (default 4 MiB): the bytes
+	// waiting to be written to it besides its largest waiting message. A
+	// spark whose backlog would grow past it is closed with
+	// ReasonSlowConsumer. One message larger than the bound (up to
+	// MaxLength from a client, any size from the application) is always
+	// accepted, so a client that keeps reading is never ended because of
+	// one large message.
 	MaxQueueBytes int
 	// WriteTimeout is how long a client may keep its socket full (not
 	// reading) while frames wait to be written; then the spark is closed
@@ -33,6 +38,28 @@ type Config struct {
 	CloseTimeout time.Duration
 	// PublishTimeout bounds Broker.Publish for one room write (default 5s).
 	PublishTimeout time.Duration
+
+	// MaxRoomsPerSpark bounds the rooms one spark may be in (default 1000;
+	// negative: no bound). A Join over it fails with ErrTooManyRooms.
+	MaxRoomsPerSpark int
+	// MaxRoomNameLength bounds a room name in bytes (default 256; negative:
+	// no bound). Longer names, empty names and names that are not valid
+	// UTF-8 are refused with ErrInvalidRoom.
+	MaxRoomNameLength int
+	// MaxConnections bounds the open sparks of this server (0: no bound);
+	// upgrades over it are answered 503.
+	MaxConnections int
+	// MaxConnectionsPerIP bounds the open sparks per client address as
+	// Spark.RemoteAddr sees it (0: no bound); upgrades over it are answered 429.
+	MaxConnectionsPerIP int
+	// MessageRate bounds the messages a spark may send per second, with
+	// bursts of MessageBurst (default: MessageRate, at least 1); 0 means no
+	// bound. A message over the rate is dropped and reported to the spark's
+	// OnError handler as a *RateLimitError; a spark whose refused messages
+	// exceed the same rate and burst too (it keeps sending at more than
+	// twice the rate) is ended with ReasonRateLimited.
+	MessageRate  float64
+	MessageBurst int
 
 	// Broker carries room writes to and from other nodes. Nil means a
 	// private in-memory broker: a single node. The server starts the broker
@@ -45,8 +72,15 @@ type Config struct {
 	// rejects it with 401 (or the *AuthError's status) and a JSON body
 	// {"error": "<message>"}.
 	Authorize func(r *http.Request) error
+	// Authenticate, when set, runs before every upgrade (after CheckOrigin
+	// and Authorize) and says who the client is: Spark.UserID and
+	// Spark.Identity return what it found. An error rejects the upgrade
+	// like Authorize's. A spark whose Identity expires is ended with
+	// ReasonTokenExpired. Package auth provides one for JWTs.
+	Authenticate func(r *http.Request) (*Identity, error)
 	// CheckOrigin, when set, rejects upgrades for which it returns false
-	// with 403. Nil accepts every origin, like Primus.
+	// with 403. Nil accepts every origin, like Primus; AllowOrigins builds
+	// a check that closes cross-site WebSocket hijacking.
 	CheckOrigin func(r *http.Request) bool
 	// TrustForwardedFor makes RemoteAddr use the first X-Forwarded-For
 	// address, for servers behind a proxy (Primus always does this).
@@ -88,6 +122,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxQueueBytes <= 0 {
 		c.MaxQueueBytes = 4 << 20
+	}
+	if c.MaxRoomsPerSpark == 0 {
+		c.MaxRoomsPerSpark = 1000
+	}
+	if c.MaxRoomNameLength == 0 {
+		c.MaxRoomNameLength = 256
+	}
+	if c.MessageRate > 0 && c.MessageBurst <= 0 {
+		c.MessageBurst = max(1, int(c.MessageRate))
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second

@@ -30,6 +30,8 @@ type Spark struct {
 	conn       net.Conn
 	raw        syscall.RawConn // conn's socket, for flushers; nil if not a socket
 	reader     *ws.Reader
+	identity   *Identity   // from Config.Authenticate; immutable
+	expiry     *time.Timer // ends the spark when identity expires
 
 	// alive is set by a pong or WebSocket ping and cleared by each heartbeat tick.
 	alive atomic.Bool
