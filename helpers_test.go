@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -162,7 +163,11 @@ func startServer(t testing.TB, cfg primus.Config, opts ...func(*httptest.Server)
 	for _, o := range opts {
 		o(ts.hs)
 	}
-	ts.hs.Start()
+	if ts.hs.TLS != nil {
+		ts.hs.StartTLS()
+	} else {
+		ts.hs.Start()
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
@@ -438,7 +443,13 @@ func (ts *testServer) rawDialEarly(t testing.TB, path string, early []byte) *raw
 	if path == "" {
 		path = ts.Pathname()
 	}
-	conn, err := net.Dial("tcp", ts.hs.Listener.Addr().String())
+	var conn net.Conn
+	var err error
+	if ts.hs.TLS != nil {
+		conn, err = tls.Dial("tcp", ts.hs.Listener.Addr().String(), ts.hs.Client().Transport.(*http.Transport).TLSClientConfig)
+	} else {
+		conn, err = net.Dial("tcp", ts.hs.Listener.Addr().String())
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,9 @@ type outQueue struct {
 	frames  [][]byte
 	spare   [][]byte
 	bytes   int  // queued or being written
+	largest int  // the largest frame queued or being written (0 when idle)
 	writing bool // a flusher or writer goroutine owns the connection's writes
+	stalled bool // the socket filled up: a writer goroutine waits for it to drain
 	final   bool // a close frame is queued; nothing more is accepted
 	dead    bool // the connection is gone
 	failure CloseReason
@@ -48,7 +50,9 @@ func textFrame(text []byte) []byte {
 }
 
 // push queues frame; it reports false if the spark does not accept frames
-// any more. Overflowing the byte bound closes the connection at once.
+// any more. A frame that would take the backlog (everything queued or being
+// written besides the largest frame) past MaxQueueBytes ends the spark as a
+// slow consumer: see overflowLocked.
 func (q *outQueue) push(s *Spark, frame []byte) bool {
 	q.mu.Lock()
 	if q.final || q.dead {
@@ -56,17 +60,42 @@ func (q *outQueue) push(s *Spark, frame []byte) bool {
 		s.srv.stats.drops.Add(1)
 		return false
 	}
-	if q.bytes+len(frame) > s.srv.cfg.MaxQueueBytes && q.bytes > 0 {
-		q.failLocked(ReasonSlowConsumer)
+	if q.bytes+len(frame)-max(q.largest, len(frame)) > s.srv.cfg.MaxQueueBytes {
+		stalled := q.overflowLocked(s)
 		q.mu.Unlock()
 		s.srv.stats.drops.Add(1)
 		s.srv.stats.slowConsumers.Add(1)
-		s.abort() // may run under room index locks: must not block
+		if stalled {
+			s.abort() // may run under room index locks: must not block
+		}
 		return false
 	}
 	q.appendLocked(s, frame)
 	q.mu.Unlock()
 	return true
+}
+
+// overflowLocked ends a slow consumer. Its backlog is dropped at once. If
+// its socket still takes writes, the close frame (1013) goes out after what
+// is being written and the reader ends the spark when the client answers
+// or CloseTimeout passes; if the socket is full (stalled), there is no way
+// to say goodbye, and it reports true: the caller cuts the connection.
+func (q *outQueue) overflowLocked(s *Spark) (stalled bool) {
+	if q.stalled {
+		q.failLocked(ReasonSlowConsumer)
+		return true
+	}
+	q.failure = ReasonSlowConsumer
+	for _, f := range q.frames {
+		q.bytes -= len(f)
+	}
+	clear(q.frames)
+	q.frames = q.frames[:0]
+	q.final = true
+	code, text, _ := ReasonSlowConsumer.closeStatus()
+	q.appendLocked(s, ws.CloseFrame(code, text))
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.CloseTimeout))
+	return false
 }
 
 // pushFinal queues the close frame, past the byte bound; later pushes fail.
@@ -90,6 +119,7 @@ func (q *outQueue) appendLocked(s *Spark, frame []byte) {
 	}
 	q.frames = append(q.frames, frame)
 	q.bytes += len(frame)
+	q.largest = max(q.largest, len(frame))
 	if !q.writing {
 		q.writing = true
 		if s.raw != nil {
@@ -127,6 +157,7 @@ func (q *outQueue) take() [][]byte {
 
 func (q *outQueue) stopLocked() {
 	q.writing = false
+	q.stalled = false
 	q.frames, q.spare = nil, nil // idle sparks keep no buffers
 	if q.idle != nil {
 		close(q.idle)
@@ -134,13 +165,25 @@ func (q *outQueue) stopLocked() {
 	}
 }
 
-// written accounts for a written batch (n bytes) and recycles it. A write
-// error fails the queue and closes the connection.
-func (q *outQueue) written(s *Spark, batch [][]byte, n int, err error) {
+// written accounts for a written batch and recycles it. A write error
+// fails the queue and closes the connection.
+func (q *outQueue) written(s *Spark, batch [][]byte, err error) {
 	s.srv.stats.framesOut.Add(uint64(len(batch)))
+	n, largest := 0, 0
+	for _, f := range batch {
+		n += len(f)
+		largest = max(largest, len(f))
+	}
 	clear(batch)
 	q.mu.Lock()
 	q.bytes -= n
+	if largest >= q.largest {
+		// The largest frame is out: the next largest is still queued.
+		q.largest = 0
+		for _, f := range q.frames {
+			q.largest = max(q.largest, len(f))
+		}
+	}
 	if cap(batch) <= spareLimit {
 		q.spare = batch[:0]
 	}
@@ -162,18 +205,17 @@ func (q *outQueue) flush(s *Spark, w *rawWriter) {
 	if batch == nil {
 		return
 	}
-	n := 0
-	for _, f := range batch {
-		n += len(f)
-	}
 	sent, calls, err := w.write(s.raw, batch)
 	s.srv.stats.writes.Add(uint64(calls))
 	if errors.Is(err, errWouldBlock) {
+		q.mu.Lock()
+		q.stalled = true
+		q.mu.Unlock()
 		s.srv.wg.Add(1) // this flusher holds a count
 		go q.writeLoop(s, batch, sent)
 		return
 	}
-	q.written(s, batch, n, err)
+	q.written(s, batch, err)
 	q.mu.Lock()
 	if len(q.frames) > 0 && !q.dead {
 		q.mu.Unlock()
@@ -195,14 +237,10 @@ func (q *outQueue) writeLoop(s *Spark, batch [][]byte, sent int) {
 				return
 			}
 		}
-		n := 0
-		for _, f := range batch {
-			n += len(f)
-		}
 		q.bufs = unsent(batch, sent) // WriteTo consumes q.bufs, not batch
 		err := q.writeBlocking(s)
 		q.bufs = nil
-		q.written(s, batch, n, err)
+		q.written(s, batch, err)
 		batch, sent = nil, 0
 	}
 }

@@ -1,10 +1,13 @@
 package primus_test
 
 import (
+	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -262,4 +265,83 @@ func writeChunks(t *testing.T, s *primus.Spark, n int) string {
 		}
 	}
 	return chunk
+}
+
+// One large message does not end the readers of a room: with the default
+// bounds (MaxLength 10 MiB above MaxQueueBytes 4 MiB), a 9 MB write to 20
+// members that read as fast as they can, followed at once by a small one,
+// reaches every member whole, and nobody is a slow consumer.
+func TestLargeMessageDoesNotEndReaders(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	const members = 20
+	var clients []*client
+	for range members {
+		clients = append(clients, ts.dial(t, dialOpts{readLimit: 16 << 20}))
+		if err := ts.nextSpark(t).Join("r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := strings.Repeat("b", 9_000_000)
+	if err := ts.Room("r").Write(big); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Room("r").Write("small"); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients {
+		if f := c.nextData(t); len(f.data) != len(big)+2 {
+			t.Fatalf("client %d: first message has %d bytes, want %d", i, len(f.data), len(big)+2)
+		}
+		c.expect(t, `"small"`)
+	}
+	if st := ts.Stats(); st.SlowConsumers != 0 || st.Connections != members {
+		t.Fatalf("%d slow consumers, %d connections left of %d", st.SlowConsumers, st.Connections, members)
+	}
+}
+
+// A slow consumer whose socket still takes writes gets a close frame (1013)
+// after what was already being written; its backlog is dropped. (A TLS
+// connection is written by a writer goroutine, never "stalled", so the
+// close frame is queued even while the client does not read; the test
+// then reads.)
+func TestSlowConsumerGetsCloseFrame(t *testing.T) {
+	ts := startServer(t, primus.Config{MaxQueueBytes: 256 << 10}, func(hs *httptest.Server) { hs.TLS = &tls.Config{} })
+	c := ts.rawDial(t, "")
+	s := ts.nextSpark(t)
+	chunk := strings.Repeat("q", 64<<10)
+	writes := 0
+	for ; writes < 2000; writes++ { // at most 128 MiB: far more than socket buffers hold
+		if err := s.Write(chunk); errors.Is(err, primus.ErrSparkClosed) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := ts.Stats(); st.SlowConsumers != 1 {
+		t.Fatalf("after %d writes: %d slow consumers", writes, st.SlowConsumers)
+	}
+	data := 0
+	for {
+		op, p, err := c.readFrame()
+		if err != nil {
+			t.Fatalf("after %d data frames: %v", data, err)
+		}
+		if op == 0x1 {
+			data++
+			continue
+		}
+		if op != 0x8 || len(p) < 2 || binary.BigEndian.Uint16(p) != 1013 || string(p[2:]) != "slow consumer" {
+			t.Fatalf("got op %d %q, want close 1013 slow consumer", op, p)
+		}
+		break
+	}
+	if data > writes {
+		t.Fatalf("%d data frames of %d writes arrived", data, writes)
+	}
+	if _, err := c.Write(buildFrame(0x88, nil, true)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.nextDisconnection(t); got != s || s.CloseReason() != primus.ReasonSlowConsumer {
+		t.Fatalf("disconnected %s with %v", got.ID(), got.CloseReason())
+	}
 }

@@ -154,14 +154,11 @@ func (s *Spark) end(reason CloseReason) {
 	s.state = stateClosing
 	s.reason = reason
 	s.mu.Unlock()
-	code := 0
-	switch reason {
-	case ReasonEnded:
+	code, text, final := reason.closeStatus()
+	if final {
 		s.out.push(s, textFrame(protocol.ServerClose))
-	case ReasonShutdown:
-		code = ws.CloseGoingAway
 	}
-	s.out.pushFinal(s, ws.CloseFrame(code, ""))
+	s.out.pushFinal(s, ws.CloseFrame(code, text))
 	// The reader returns when the client answers the close frame or when
 	// this deadline passes, and tears the spark down.
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.CloseTimeout))
