@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/primusgo/primus/internal/protocol"
 )
@@ -42,11 +43,11 @@ func (r Room) Write(v any) error {
 	if len(r.rooms) == 0 {
 		return ErrNoRooms
 	}
-	frame, data, err := encodeFrame(v)
+	srv := r.srv
+	frame, data, err := srv.encodeFrame(v)
 	if err != nil {
 		return err
 	}
-	srv := r.srv
 	srv.deliverLocal(r.rooms, nil, r.except, frame)
 	m := &Message{
 		ID:     srv.cfg.NodeID + "-" + strconv.FormatUint(srv.msgSeq.Add(1), 36),
@@ -110,12 +111,41 @@ func (srv *Server) Empty(rooms ...string) {
 	}
 }
 
-func encodeFrame(v any) (frame, data []byte, err error) {
-	data, err = protocol.Encode(v)
+func (srv *Server) encodeFrame(v any) (frame, data []byte, err error) {
+	data, err = srv.encode(v)
 	if err != nil {
 		return nil, nil, err
 	}
 	return textFrame(data), data, nil
+}
+
+// encode is the one encoder of application writes: a value that clients
+// would take as a protocol message is refused.
+func (srv *Server) encode(v any) ([]byte, error) {
+	data, err := protocol.Encode(v)
+	if err != nil {
+		return nil, err
+	}
+	if protocol.IsControl(data) {
+		srv.stats.reservedRefused.Add(1)
+		return nil, ErrReservedData
+	}
+	return data, nil
+}
+
+// ValidateRoom reports why a room name is refused, or nil: a name must not
+// be empty, must be valid UTF-8 and at most Config.MaxRoomNameLength bytes
+// long. Join applies it; use it for names that clients send.
+func (srv *Server) ValidateRoom(room string) error {
+	switch {
+	case room == "":
+		return invalidRoom("empty name")
+	case srv.cfg.MaxRoomNameLength > 0 && len(room) > srv.cfg.MaxRoomNameLength:
+		return invalidRoom("%d bytes, over the limit of %d", len(room), srv.cfg.MaxRoomNameLength)
+	case !utf8.ValidString(room):
+		return invalidRoom("not valid UTF-8")
+	}
+	return nil
 }
 
 // deliverRemote is the broker handler: messages from other nodes.
@@ -124,6 +154,12 @@ func (srv *Server) deliverRemote(m *Message) {
 		return
 	}
 	srv.stats.remoteMessages.Add(1)
+	if protocol.IsControl(m.Data) {
+		// Another node (or an external publisher) relayed what a client
+		// would take as a protocol message.
+		srv.stats.reservedRefused.Add(1)
+		return
+	}
 	srv.deliverLocal(m.Rooms, m.Skip, m.Except, textFrame(protocol.EscapeLineTerminators(m.Data)))
 }
 
@@ -179,10 +215,22 @@ func exceptFunc(except []string) func(string) bool {
 	return func(id string) bool { _, ok := set[id]; return ok }
 }
 
+// dedupe returns names without duplicates and empty names, in order; a
+// long list is checked with a set, so that hostile lists cost linear time.
 func dedupe(names []string) []string {
 	out := make([]string, 0, len(names))
+	if len(names) <= 16 {
+		for _, n := range names {
+			if n != "" && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	seen := make(map[string]struct{}, len(names))
 	for _, n := range names {
-		if n != "" && !slices.Contains(out, n) {
+		if _, dup := seen[n]; n != "" && !dup {
+			seen[n] = struct{}{}
 			out = append(out, n)
 		}
 	}

@@ -1,10 +1,12 @@
 package primus_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -366,5 +368,109 @@ func TestRoomChurn(t *testing.T) {
 	}
 	if ts.joins.len() != ts.leaves.len() {
 		t.Fatalf("%d joins but %d leaves", ts.joins.len(), ts.leaves.len())
+	}
+}
+
+// A spark is in at most MaxRoomsPerSpark rooms; a Join over the limit joins
+// none of its rooms. Duplicates and rooms already joined do not count twice.
+func TestJoinRoomLimit(t *testing.T) {
+	ts := startServer(t, primus.Config{MaxRoomsPerSpark: 3})
+	_, ss := connectN(t, ts, 1)
+	s := ss[0]
+	if err := s.Join("a", "b", "b", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Join("a", "c"); err != nil {
+		t.Fatalf("third room: %v", err)
+	}
+	if err := s.Join("a", "d"); !errors.Is(err, primus.ErrTooManyRooms) {
+		t.Fatalf("fourth room: %v, want ErrTooManyRooms", err)
+	}
+	if err := s.Join("x", "y", "z", "w"); !errors.Is(err, primus.ErrTooManyRooms) {
+		t.Fatalf("four new rooms: %v, want ErrTooManyRooms", err)
+	}
+	if got := s.Rooms(); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("Rooms() = %v", got)
+	}
+	_ = s.Leave("c")
+	if err := s.Join("d"); err != nil {
+		t.Fatalf("after a leave: %v", err)
+	}
+
+	// The default is 1 000 rooms; a negative limit is none.
+	def := startServer(t, primus.Config{})
+	_, ss = connectN(t, def, 1)
+	rooms := make([]string, 1001)
+	for i := range rooms {
+		rooms[i] = fmt.Sprintf("room-%d", i)
+	}
+	if err := ss[0].Join(rooms...); !errors.Is(err, primus.ErrTooManyRooms) || len(ss[0].Rooms()) != 0 {
+		t.Fatalf("1 001 rooms: %v, %d joined", err, len(ss[0].Rooms()))
+	}
+	if err := ss[0].Join(rooms[:1000]...); err != nil {
+		t.Fatalf("1 000 rooms: %v", err)
+	}
+	open := startServer(t, primus.Config{MaxRoomsPerSpark: -1})
+	_, ss = connectN(t, open, 1)
+	if err := ss[0].Join(rooms...); err != nil {
+		t.Fatalf("no limit: %v", err)
+	}
+}
+
+// Room names are non-empty UTF-8 of at most MaxRoomNameLength bytes.
+func TestRoomNames(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	_, ss := connectN(t, ts, 1)
+	long := strings.Repeat("é", 128) // 256 bytes
+	for name, want := range map[string]error{
+		"":                         primus.ErrInvalidRoom,
+		long:                       nil,
+		long + "x":                 primus.ErrInvalidRoom,
+		"bad\xffutf8":              primus.ErrInvalidRoom,
+		"user:*":                   nil,
+		strings.Repeat("x", 1<<20): primus.ErrInvalidRoom,
+	} {
+		if err := ss[0].Join(name); !errors.Is(err, want) || (want == nil) != (err == nil) {
+			t.Errorf("Join(%.20q… %d bytes) = %v, want %v", name, len(name), err, want)
+		}
+		if err := ts.ValidateRoom(name); !errors.Is(err, want) || (want == nil) != (err == nil) {
+			t.Errorf("ValidateRoom(%.20q… %d bytes) = %v, want %v", name, len(name), err, want)
+		}
+	}
+	if err := ts.ValidateRoom(long + "x"); err == nil || !strings.Contains(err.Error(), "257 bytes, over the limit of 256") {
+		t.Errorf("error text: %v", err)
+	}
+	open := startServer(t, primus.Config{MaxRoomNameLength: -1})
+	if err := open.ValidateRoom(strings.Repeat("x", 1<<20)); err != nil {
+		t.Errorf("no limit: %v", err)
+	}
+}
+
+// A message from another node (or an external publisher) whose data is a
+// "primus::" string is dropped and counted, never delivered.
+func TestRemoteControlStringDropped(t *testing.T) {
+	hub := primus.NewMemoryHub()
+	ts := startServer(t, primus.Config{Broker: hub.NewBroker()})
+	cs, ss := connectN(t, ts, 1)
+	_ = ss[0].Join("r")
+	ext := hub.NewBroker()
+	if err := ext.Start(t.Context(), primus.BrokerHandlerFunc(func(*primus.Message) {})); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ext.Close() })
+	for _, data := range []string{`"primus::server::close"`, `"\u0070rimus::id::x"`, `"fine"`} {
+		if err := ext.Publish(t.Context(), &primus.Message{Origin: "ext", Rooms: []string{"r"}, Data: []byte(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs[0].expect(t, `"fine"`)
+	if n := ts.Stats().ReservedRefused; n != 2 {
+		t.Fatalf("ReservedRefused = %d, want 2", n)
+	}
+	if err := ts.Room("r").Write("primus::server::close"); !errors.Is(err, primus.ErrReservedData) {
+		t.Fatalf("Room.Write: %v, want ErrReservedData", err)
+	}
+	if err := ts.Write(json.RawMessage(`"primus::x"`)); !errors.Is(err, primus.ErrReservedData) {
+		t.Fatalf("Server.Write: %v, want ErrReservedData", err)
 	}
 }

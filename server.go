@@ -226,7 +226,7 @@ func (srv *Server) forEachSpark(fn func(*Spark)) {
 // Write sends v to every local spark (Primus's primus.write; not
 // distributed to other nodes).
 func (srv *Server) Write(v any) error {
-	frame, _, err := encodeFrame(v)
+	frame, _, err := srv.encodeFrame(v)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package primus
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -120,9 +121,10 @@ func (s *Spark) CloseReason() CloseReason {
 }
 
 // Write sends v, JSON-encoded, to this client. It returns ErrSparkClosed if
-// the spark is closing and an encoding error if v cannot be encoded.
+// the spark is closing, ErrReservedData for a string that starts with
+// "primus::" and an encoding error if v cannot be encoded.
 func (s *Spark) Write(v any) error {
-	b, err := protocol.Encode(v)
+	b, err := s.srv.encode(v)
 	if err != nil {
 		return err
 	}
@@ -164,19 +166,35 @@ func (s *Spark) end(reason CloseReason) {
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.CloseTimeout))
 }
 
-// Join adds the spark to rooms. It fails with ErrSparkClosed once the spark
-// is closing, so closed sparks never linger in rooms.
+// Join adds the spark to rooms, all of them or none: it fails with
+// ErrInvalidRoom for a name ValidateRoom refuses, with ErrTooManyRooms if
+// the spark would be in more than Config.MaxRoomsPerSpark rooms, and with
+// ErrSparkClosed once the spark is closing, so closed sparks never linger
+// in rooms.
 func (s *Spark) Join(rooms ...string) error {
 	for _, r := range rooms {
-		if r == "" {
-			return ErrInvalidRoom
+		if err := s.srv.ValidateRoom(r); err != nil {
+			return err
 		}
 	}
+	rooms = dedupe(rooms)
 	var joined []string
 	s.mu.Lock()
 	if s.state != stateOpen {
 		s.mu.Unlock()
 		return ErrSparkClosed
+	}
+	if limit := s.srv.cfg.MaxRoomsPerSpark; limit > 0 && len(s.rooms)+len(rooms) > limit {
+		n := len(s.rooms)
+		for _, r := range rooms {
+			if _, ok := s.rooms[r]; !ok {
+				n++
+			}
+		}
+		if n > limit {
+			s.mu.Unlock()
+			return fmt.Errorf("%w (at most %d)", ErrTooManyRooms, limit)
+		}
 	}
 	for _, r := range rooms {
 		if _, ok := s.rooms[r]; ok {

@@ -196,18 +196,40 @@ func TestInvalidJSON(t *testing.T) {
 	c.expect(t, `"ok"`)
 }
 
+// Unknown "primus::" strings from a client are data, as in Primus; but
+// the server never writes a "primus::" string as data (the echo is
+// refused with ErrReservedData), so that no client can make the server
+// send its peers "primus::server::close" and the like.
 func TestUnknownProtocolMessageIsData(t *testing.T) {
-	ts := startServer(t, echoConfig())
+	type echo struct {
+		data string
+		err  error
+	}
+	echoes := newQueue[echo]()
+	ts := startServer(t, primus.Config{OnConnection: func(s *primus.Spark) {
+		s.OnData(func(s *primus.Spark, d primus.Data) {
+			echoes.put(echo{string(d.JSON()), s.Write(d.JSON())})
+		})
+	}})
 	c := ts.dial(t, dialOpts{})
+	ctx, cancel := waitCtx()
+	defer cancel()
 	for _, msg := range []string{`"primus::foo::bar"`, `"primus::ping::1"`, `"primus::server::close"`, `"primus::"`,
+		`"\u0070rimus::server::close"`,
 		// Primus reads these types as "pon" and "i" (msg.slice(8, -1)): data.
 		`"primus::pong"`, `"primus::id"`} {
 		c.send(t, msg)
-		// next, not expect: the echoed ping must not be skipped as a heartbeat.
-		if f := c.next(t); string(f.data) != msg {
-			t.Fatalf("echo of %s = %s", msg, f)
+		e, ok := echoes.get(ctx)
+		if !ok || e.data != msg || !errors.Is(e.err, primus.ErrReservedData) {
+			t.Fatalf("data %s: handler saw %s, echo error %v", msg, e.data, e.err)
 		}
 	}
+	if n := ts.Stats().ReservedRefused; n != 7 {
+		t.Errorf("Stats().ReservedRefused = %d, want 7", n)
+	}
+	// Nothing was echoed: the next frame is the marker.
+	c.send(t, `"marker"`)
+	c.expect(t, `"marker"`)
 	// A pong is not data: the next thing echoed is the marker.
 	c.send(t, `"primus::pong::whatever"`)
 	c.send(t, `"marker"`)

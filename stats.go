@@ -16,6 +16,7 @@ type counters struct {
 	published         atomic.Uint64
 	publishErrors     atomic.Uint64
 	remoteMessages    atomic.Uint64
+	reservedRefused   atomic.Uint64
 }
 
 // Stats is a snapshot of a server's counters, for metrics.
@@ -34,6 +35,7 @@ type Stats struct {
 	Published         uint64 // room writes handed to the broker
 	PublishErrors     uint64 // room writes the broker failed to publish
 	RemoteMessages    uint64 // messages received from other nodes
+	ReservedRefused   uint64 // writes refused and remote messages dropped for data that is a "primus::" string
 }
 
 // Stats returns the server's counters.
@@ -54,5 +56,6 @@ func (srv *Server) Stats() Stats {
 		Published:         c.published.Load(),
 		PublishErrors:     c.publishErrors.Load(),
 		RemoteMessages:    c.remoteMessages.Load(),
+		ReservedRefused:   c.reservedRefused.Load(),
 	}
 }

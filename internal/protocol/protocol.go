@@ -163,3 +163,49 @@ func indexLineTerminator(b []byte) int {
 		off = i + 1
 	}
 }
+
+// IsControl reports whether the JSON text is a string that starts with
+// "primus::", which a Primus client takes as a protocol message however it
+// continues ("primus::server::close" stops its reconnecting). Escapes
+// count as the characters they stand for. Only the first characters of the
+// string are looked at.
+func IsControl(text []byte) bool {
+	t := bytes.TrimLeft(text, " \t\r\n")
+	if len(t) == 0 || t[0] != '"' {
+		return false
+	}
+	t = t[1:]
+	for i := range len(Prefix) {
+		if len(t) == 0 {
+			return false
+		}
+		c := t[0]
+		t = t[1:]
+		if c == '\\' {
+			if len(t) == 0 {
+				return false
+			}
+			c, t = t[0], t[1:]
+			switch c {
+			case 'u':
+				if len(t) < 4 {
+					return false
+				}
+				r, err := strconv.ParseUint(string(t[:4]), 16, 16)
+				if err != nil || r >= utf8.RuneSelf {
+					return false // the prefix is ASCII
+				}
+				c, t = byte(r), t[4:]
+			case '"', '\\', '/':
+			default:
+				return false // \b \f \n \r \t: not in the prefix
+			}
+		} else if c == '"' {
+			return false
+		}
+		if c != Prefix[i] {
+			return false
+		}
+	}
+	return true
+}

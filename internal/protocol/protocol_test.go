@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -129,4 +130,50 @@ func TestControlMessages(t *testing.T) {
 	if string(ServerClose) != `"primus::server::close"` {
 		t.Errorf("ServerClose = %s", ServerClose)
 	}
+}
+
+func TestIsControl(t *testing.T) {
+	for text, want := range map[string]bool{
+		`"primus::server::close"`:       true,
+		`"primus::"`:                    true,
+		` "primus::id::x"`:              true,
+		`"primus::ping::1"`:             true,
+		`"\u0070rimus::server::close"`:  true,
+		`"primus\u003a\u003Aserver"`:    true,
+		`"prim\u0075s\/::x"`:            false,
+		`"primus:"`:                     false,
+		`"primus"`:                      false,
+		`"Primus::x"`:                   false,
+		`"xprimus::"`:                   false,
+		`{"primus::":1}`:                false,
+		`["primus::x"]`:                 false,
+		`"primus\n::"`:                  false,
+		`"primus\u00e9::"`:              false,
+		`"primus\u003`:                  false,
+		`"primus:\`:                     false,
+		``:                              false,
+		`"`:                             false,
+		`"primu`:                        false,
+		`"primus\u003a\u003a` + `more"`: true,
+	} {
+		if got := IsControl([]byte(text)); got != want {
+			t.Errorf("IsControl(%s) = %v, want %v", text, got, want)
+		}
+	}
+}
+
+// FuzzIsControl checks IsControl against decoding the whole value.
+func FuzzIsControl(f *testing.F) {
+	for _, s := range []string{`"primus::x"`, `"\u0070rimus::"`, `"prim"`, `1`, `"primus\/::"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		var s string
+		if json.Unmarshal(text, &s) != nil {
+			return // only whole, valid values are compared
+		}
+		if want := strings.HasPrefix(s, Prefix); IsControl(text) != want {
+			t.Fatalf("IsControl(%q) = %v, decoded %q", text, !want, s)
+		}
+	})
 }
