@@ -30,6 +30,7 @@ type Server struct {
 	sparks    [32]sparkShard
 
 	flushers flushPool
+	limits   connLimits
 	wg       sync.WaitGroup // reader, flusher and writer goroutines
 	gate     sync.Mutex     // orders wg.Add of new sparks before Shutdown's wg.Wait
 	closing  atomic.Bool
@@ -59,6 +60,7 @@ func New(cfg Config) (*Server, error) {
 		beatDone:  make(chan struct{}),
 	}
 	srv.flushers.max = runtime.GOMAXPROCS(0)
+	srv.limits.max, srv.limits.perIP = cfg.MaxConnections, cfg.MaxConnectionsPerIP
 	for i := range srv.sparks {
 		srv.sparks[i].sparks = make(map[string]*Spark)
 	}
@@ -119,17 +121,42 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if srv.cfg.CheckOrigin != nil && !srv.cfg.CheckOrigin(r) {
+		srv.stats.rejectedOrigin.Add(1)
+		srv.log.Debug("primus: origin refused", "origin", r.Header.Get("Origin"), "host", r.Host)
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
 	if srv.cfg.Authorize != nil {
 		if err := srv.cfg.Authorize(r); err != nil {
+			srv.stats.rejectedAuth.Add(1)
+			writeAuthError(w, err)
+			return
+		}
+	}
+	var identity *Identity
+	if srv.cfg.Authenticate != nil {
+		id, err := srv.cfg.Authenticate(r)
+		if err == nil && id != nil && !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
+			err = &AuthError{Message: "token expired", Authenticate: `Bearer realm="primus", error="invalid_token", error_description="token expired"`}
+		}
+		if err != nil {
+			srv.stats.rejectedAuth.Add(1)
+			writeAuthError(w, err)
+			return
+		}
+		identity = id
+	}
+	remoteAddr := srv.remoteAddr(r)
+	if srv.limits.enabled() {
+		if err := srv.limits.acquire(remoteAddr); err != nil {
+			srv.stats.rejectedLimit.Add(1)
 			writeAuthError(w, err)
 			return
 		}
 	}
 	conn, early, err := ws.Upgrade(w, r)
 	if err != nil {
+		srv.releaseLimit(remoteAddr)
 		srv.log.Debug("primus: upgrade failed", "err", err)
 		return
 	}
@@ -138,15 +165,20 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		id:         srv.cfg.IDGenerator(),
 		query:      r.URL.Query(),
 		header:     r.Header,
-		remoteAddr: srv.remoteAddr(r),
+		remoteAddr: remoteAddr,
+		identity:   identity,
 		conn:       conn,
 		raw:        rawConnOf(conn),
 		reader:     ws.NewReader(conn, early),
+	}
+	if srv.cfg.MessageRate > 0 {
+		s.limit = newRateLimit(srv.cfg.MessageRate, srv.cfg.MessageBurst)
 	}
 	s.alive.Store(true)
 	srv.gate.Lock()
 	if srv.closing.Load() {
 		srv.gate.Unlock()
+		srv.releaseLimit(remoteAddr)
 		// Shutdown began during the handshake.
 		_, _ = conn.Write(ws.CloseFrame(ws.CloseGoingAway, ""))
 		conn.Close()
@@ -156,12 +188,21 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	srv.addSpark(s)
 	srv.gate.Unlock()
 	srv.stats.connectionsTotal.Add(1)
+	if identity != nil && !identity.Expires.IsZero() {
+		s.expiry = time.AfterFunc(time.Until(identity.Expires), s.expire)
+	}
 	if fn := srv.cfg.OnConnection; fn != nil {
 		fn(s)
 	}
 	// A fresh goroutine with a small stack reads the connection; the HTTP
 	// server's goroutine, with its deep stack, returns now.
 	go s.readLoop()
+}
+
+func (srv *Server) releaseLimit(remoteAddr string) {
+	if srv.limits.enabled() {
+		srv.limits.release(remoteAddr)
+	}
 }
 
 func (srv *Server) remoteAddr(r *http.Request) string {

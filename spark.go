@@ -33,6 +33,7 @@ type Spark struct {
 	reader     *ws.Reader
 	identity   *Identity   // from Config.Authenticate; immutable
 	expiry     *time.Timer // ends the spark when identity expires
+	limit      *rateLimit  // Config.MessageRate; only the reader uses it
 
 	// alive is set by a pong or WebSocket ping and cleared by each heartbeat tick.
 	alive atomic.Bool
@@ -284,7 +285,9 @@ func (s *Spark) serve() CloseReason {
 		if op == ws.OpPing {
 			// A WebSocket ping counts as a heartbeat, as in Primus.
 			s.alive.Store(true)
-			s.out.push(s, ws.AppendFrame(nil, ws.OpPong, payload))
+			if s.allow(Data{}) {
+				s.out.push(s, ws.AppendFrame(nil, ws.OpPong, payload))
+			}
 		}
 	}
 	for {
@@ -293,6 +296,9 @@ func (s *Spark) serve() CloseReason {
 			return s.readError(err)
 		}
 		s.srv.stats.messagesIn.Add(1)
+		if !s.allow(Data{raw: msg.Payload, binary: msg.Binary}) {
+			continue
+		}
 		if msg.Binary {
 			s.dispatch(Data{raw: msg.Payload, binary: true})
 			continue
@@ -309,6 +315,45 @@ func (s *Spark) serve() CloseReason {
 		default:
 			s.dispatch(Data{raw: msg.Payload})
 		}
+	}
+}
+
+// allow applies Config.MessageRate to a message (a ping has no Data): a
+// refused data message goes to the error handler as a *RateLimitError; a
+// spark that keeps flooding is ended.
+func (s *Spark) allow(d Data) bool {
+	if s.limit == nil {
+		return true
+	}
+	ok, flood := s.limit.take(time.Now())
+	if ok {
+		return true
+	}
+	s.srv.stats.rateLimited.Add(1)
+	if flood {
+		if s.isOpen() {
+			s.srv.stats.rateLimitEnds.Add(1)
+			s.end(ReasonRateLimited)
+		}
+		return false
+	}
+	if d.raw != nil {
+		s.reportError(&RateLimitError{Data: d})
+	}
+	return false
+}
+
+func (s *Spark) isOpen() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == stateOpen
+}
+
+// expire ends the spark when its Identity expires (a timer's goroutine).
+func (s *Spark) expire() {
+	if s.isOpen() {
+		s.srv.stats.tokenExpiries.Add(1)
+		s.end(ReasonTokenExpired)
 	}
 }
 
@@ -389,6 +434,10 @@ func (s *Spark) abort() {
 func (s *Spark) finish(reason CloseReason) {
 	s.conn.Close()
 	failure := s.out.discard()
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	s.srv.releaseLimit(s.remoteAddr)
 
 	s.mu.Lock()
 	s.state = stateClosed

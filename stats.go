@@ -17,6 +17,12 @@ type counters struct {
 	publishErrors     atomic.Uint64
 	remoteMessages    atomic.Uint64
 	reservedRefused   atomic.Uint64
+	rejectedOrigin    atomic.Uint64
+	rejectedAuth      atomic.Uint64
+	rejectedLimit     atomic.Uint64
+	rateLimited       atomic.Uint64
+	rateLimitEnds     atomic.Uint64
+	tokenExpiries     atomic.Uint64
 }
 
 // Stats is a snapshot of a server's counters, for metrics.
@@ -36,6 +42,12 @@ type Stats struct {
 	PublishErrors     uint64 // room writes the broker failed to publish
 	RemoteMessages    uint64 // messages received from other nodes
 	ReservedRefused   uint64 // writes refused and remote messages dropped for data that is a "primus::" string
+	RejectedOrigin    uint64 // upgrades refused by CheckOrigin (403)
+	RejectedAuth      uint64 // upgrades refused by Authorize or Authenticate
+	RejectedLimit     uint64 // upgrades refused by MaxConnections (503) or MaxConnectionsPerIP (429)
+	RateLimited       uint64 // messages dropped for exceeding MessageRate
+	RateLimitEnds     uint64 // sparks ended with ReasonRateLimited
+	TokenExpiries     uint64 // sparks ended with ReasonTokenExpired
 }
 
 // Stats returns the server's counters.
@@ -57,5 +69,11 @@ func (srv *Server) Stats() Stats {
 		PublishErrors:     c.publishErrors.Load(),
 		RemoteMessages:    c.remoteMessages.Load(),
 		ReservedRefused:   c.reservedRefused.Load(),
+		RejectedOrigin:    c.rejectedOrigin.Load(),
+		RejectedAuth:      c.rejectedAuth.Load(),
+		RejectedLimit:     c.rejectedLimit.Load(),
+		RateLimited:       c.rateLimited.Load(),
+		RateLimitEnds:     c.rateLimitEnds.Load(),
+		TokenExpiries:     c.tokenExpiries.Load(),
 	}
 }
