@@ -159,3 +159,47 @@ func TestShutdownDuringUpgrade(t *testing.T) {
 		t.Fatalf("%d sparks alive after Shutdown", n)
 	}
 }
+
+// Drain refuses new upgrades at once and closes the sparks reconnect-style
+// in batches spread over its duration, not all together.
+func TestDrain(t *testing.T) {
+	const n, over = 40, 600 * time.Millisecond
+	disc := newQueue[time.Time]()
+	ts := startServer(t, primus.Config{OnDisconnection: func(*primus.Spark) { disc.put(time.Now()) }})
+	cs, _ := connectN(t, ts, n)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	start := time.Now()
+	drained := make(chan error, 1)
+	go func() { drained <- ts.Drain(ctx, over) }()
+	// The first batch closes at once; then no upgrade is accepted.
+	if _, ok := disc.get(ctx); !ok {
+		t.Fatal("no spark closed")
+	}
+	if got := dialStatus(t, ts, dialOpts{}); got != http.StatusServiceUnavailable {
+		t.Errorf("upgrade while draining: %d, want 503", got)
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain = %v", err)
+	}
+	took := time.Since(start)
+	var last time.Time
+	for range n - 1 {
+		at, ok := disc.get(ctx)
+		if !ok {
+			t.Fatal("missing disconnections")
+		}
+		last = at
+	}
+	if took < over*9/10 || last.Sub(start) < over/2 {
+		t.Errorf("Drain took %v, last close after %v: not spread over %v", took, last.Sub(start), over)
+	}
+	for _, c := range cs {
+		if code := c.waitClosed(t); code != websocket.StatusGoingAway {
+			t.Errorf("client close status %v, want 1001", code)
+		}
+	}
+	if err := ts.Drain(ctx, over); !errors.Is(err, primus.ErrServerClosed) {
+		t.Errorf("second Drain = %v", err)
+	}
+}
