@@ -192,4 +192,3 @@ func TestMessageRate(t *testing.T) {
 		t.Errorf("RateLimited %d, RateLimitEnds %d; want 4, 1", st.RateLimited, st.RateLimitEnds)
 	}
 }
-

@@ -20,9 +20,14 @@ import (
 // sent by sandboxed frames and files) only matches a pattern "null" or
 // "*". "*" alone allows every origin.
 func AllowOrigins(patterns ...string) func(r *http.Request) bool {
-	lower := make([]string, len(patterns))
+	type pattern struct {
+		glob.Pattern
+		whole bool // matched against the whole origin, not its host
+	}
+	compiled := make([]pattern, len(patterns))
 	for i, p := range patterns {
-		lower[i] = strings.ToLower(strings.TrimSpace(p))
+		p = strings.ToLower(strings.TrimSpace(p))
+		compiled[i] = pattern{glob.Compile(p), strings.Contains(p, "://")}
 	}
 	return func(r *http.Request) bool {
 		origin := r.Header.Get("Origin")
@@ -37,12 +42,12 @@ func AllowOrigins(patterns ...string) func(r *http.Request) bool {
 				return true
 			}
 		}
-		for _, p := range lower {
+		for _, p := range compiled {
 			target := host
-			if host == "" || strings.Contains(p, "://") {
+			if host == "" || p.whole {
 				target = origin // an opaque origin ("null") is matched whole
 			}
-			if glob.Match(p, target) {
+			if p.Match(target) {
 				return true
 			}
 		}

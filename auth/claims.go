@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/glob"
 )
 
 // Claims are a verified token's claims. Nothing changes them after Verify,
@@ -60,11 +61,11 @@ func ClaimsOf(s *primus.Spark) *Claims {
 }
 
 // grants are compiled patterns: names without * in a set, the others as
-// their literal parts between stars.
+// globs.
 type grants struct {
 	all   bool // a pattern of stars only: every room
 	exact map[string]struct{}
-	globs [][]string
+	globs []glob.Pattern
 }
 
 // compileGrants compiles patterns for sub. The pattern is split at its
@@ -81,16 +82,16 @@ func compileGrants(claim string, patterns []string, sub string) (grants, error) 
 		for i := range parts {
 			parts[i] = strings.ReplaceAll(parts[i], "{sub}", sub)
 		}
-		switch {
-		case len(parts) == 1:
+		pattern := glob.FromParts(parts)
+		if name, ok := pattern.Literal(); ok {
 			if g.exact == nil {
 				g.exact = make(map[string]struct{})
 			}
-			g.exact[parts[0]] = struct{}{}
-		case strings.Trim(p, "*") == "":
+			g.exact[name] = struct{}{}
+		} else if pattern.MatchesAll() {
 			g.all = true
-		default:
-			g.globs = append(g.globs, parts)
+		} else {
+			g.globs = append(g.globs, pattern)
 		}
 	}
 	return g, nil
@@ -106,31 +107,10 @@ func (g *grants) match(room string) bool {
 	if _, ok := g.exact[room]; ok {
 		return true
 	}
-	for _, parts := range g.globs {
-		if matchParts(parts, room) {
+	for _, p := range g.globs {
+		if p.Match(room) {
 			return true
 		}
 	}
 	return false
-}
-
-// matchParts matches name against a glob given as the literal parts
-// between its stars (at least two parts). Taking each middle part at its
-// leftmost place is optimal when * is the only wildcard, so there is no
-// backtracking: the cost is that of the strings.Index calls, at worst
-// O(len(name) * len(pattern)).
-func matchParts(parts []string, name string) bool {
-	first, last := parts[0], parts[len(parts)-1]
-	if len(name) < len(first)+len(last) || !strings.HasPrefix(name, first) || !strings.HasSuffix(name, last) {
-		return false
-	}
-	mid := name[len(first) : len(name)-len(last)]
-	for _, p := range parts[1 : len(parts)-1] {
-		i := strings.Index(mid, p)
-		if i < 0 {
-			return false
-		}
-		mid = mid[i+len(p):]
-	}
-	return true
 }

@@ -4,30 +4,60 @@
 // grants and wildcard rooms use it.
 package glob
 
-// Match reports whether s matches pattern. It never backtracks more than
-// once per star, so a hostile pattern ("*a*a*a*...b") costs at most
-// O(len(pattern) * len(s)).
-func Match(pattern, s string) bool {
-	p, i := 0, 0
-	star, mark := -1, 0 // the last star seen in pattern, and where s was then
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case p < len(pattern) && pattern[p] == s[i]:
-			p++
-			i++
-		case star >= 0:
-			// Let the last star take one more byte and retry from there.
-			mark++
-			p, i = star+1, mark
-		default:
+import "strings"
+
+// Pattern is a compiled pattern: the literal parts between its stars.
+type Pattern struct {
+	parts []string // one part: no star
+}
+
+// Compile compiles pattern.
+func Compile(pattern string) Pattern { return Pattern{parts: strings.Split(pattern, "*")} }
+
+// FromParts builds the pattern parts[0]*parts[1]*...; the parts are literal
+// even if they contain '*' (a substituted user name, say).
+func FromParts(parts []string) Pattern { return Pattern{parts: parts} }
+
+// Match reports whether s matches pattern (compile patterns used often).
+func Match(pattern, s string) bool { return Compile(pattern).Match(s) }
+
+// Literal reports whether the pattern has no star, and its text if so.
+func (p Pattern) Literal() (string, bool) {
+	if len(p.parts) == 1 {
+		return p.parts[0], true
+	}
+	return "", false
+}
+
+// MatchesAll reports whether the pattern is made of stars only.
+func (p Pattern) MatchesAll() bool {
+	for _, part := range p.parts {
+		if part != "" {
 			return false
 		}
 	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
+	return len(p.parts) > 1
+}
+
+// Match reports whether s matches the pattern. Taking each middle part at
+// its leftmost place is optimal when '*' is the only wildcard, so there is
+// no backtracking: the cost is that of the strings.Index calls, at worst
+// O(len(s) * len(pattern)), whatever a hostile pattern looks like.
+func (p Pattern) Match(s string) bool {
+	if len(p.parts) == 1 {
+		return s == p.parts[0]
 	}
-	return p == len(pattern)
+	first, last := p.parts[0], p.parts[len(p.parts)-1]
+	if len(s) < len(first)+len(last) || !strings.HasPrefix(s, first) || !strings.HasSuffix(s, last) {
+		return false
+	}
+	mid := s[len(first) : len(s)-len(last)]
+	for _, part := range p.parts[1 : len(p.parts)-1] {
+		i := strings.Index(mid, part)
+		if i < 0 {
+			return false
+		}
+		mid = mid[i+len(part):]
+	}
+	return true
 }

@@ -42,6 +42,25 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+func TestPatternParts(t *testing.T) {
+	// Parts stay literal: a substituted "*" matches only itself.
+	p := FromParts([]string{"user:*", ""})
+	if !p.Match("user:*x") || p.Match("user:x") {
+		t.Error("FromParts: a star inside a part was a wildcard")
+	}
+	if s, ok := Compile("a:b").Literal(); !ok || s != "a:b" {
+		t.Error("Literal of a pattern without stars")
+	}
+	if _, ok := Compile("a*").Literal(); ok {
+		t.Error("Literal of a pattern with a star")
+	}
+	for pattern, all := range map[string]bool{"*": true, "***": true, "": false, "a*": false, "*a": false} {
+		if Compile(pattern).MatchesAll() != all {
+			t.Errorf("MatchesAll(%q) = %v", pattern, !all)
+		}
+	}
+}
+
 // FuzzMatch compares Match with a regular expression built from the pattern.
 func FuzzMatch(f *testing.F) {
 	f.Add("a*b", "axxb")
@@ -60,7 +79,7 @@ func FuzzMatch(f *testing.F) {
 			return // invalid UTF-8 in the pattern: regexp refuses it
 		}
 		// regexp matches runes, Match bytes: they agree on valid UTF-8.
-		if want := re.MatchString(s); Match(pattern, s) != want && validUTF8(pattern, s) {
+		if want := re.MatchString(s); Compile(pattern).Match(s) != want && validUTF8(pattern, s) {
 			t.Fatalf("Match(%q, %q) = %v, regexp says %v", pattern, s, !want, want)
 		}
 	})
