@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -39,8 +40,9 @@ func runMain(t *testing.T, addr string, log *lockedBuffer) (stop func() error) {
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serverapp.Main(ctx, []string{"-addr", addr, "-shutdown-timeout", "5s", "-log-level", "debug"},
-			func(string) string { return "" }, log, func(a net.Addr) { ready <- a })
+		done <- serverapp.Main(ctx, []string{"-addr", addr, "-shutdown-timeout", "5s", "-log-level", "debug",
+			"-lame-duck-delay", "0", "-lame-duck-duration", "0"},
+			func(string) string { return "" }, io.Discard, log, func(a net.Addr) { ready <- a })
 	}()
 	var once sync.Once
 	var err error

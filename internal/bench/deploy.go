@@ -268,7 +268,8 @@ func (e *env) deploy(ctx context.Context, stack, tag string) (*deployment, error
 				argv = []string{e.self, "serve", "-cpuprofile", filepath.Join(e.profileDir, e.logPrefix+tag+"-"+name+".prof"), "--"}
 			}
 			argv = append(argv, "-addr", addr, "-redis-url", d.redisAt, "-redis-mode", e.goRedis,
-				"-ping-interval", strconv.Itoa(e.pingMs)+"ms", "-log-level", "warn", "-shutdown-timeout", "3s")
+				"-ping-interval", strconv.Itoa(e.pingMs)+"ms", "-log-level", "warn", "-shutdown-timeout", "3s",
+				"-lame-duck-delay", "0s", "-lame-duck-duration", "0s")
 			s, err = startServer(name, e.repo, e.logPath(tag+"-"+name), nil, nil, argv...)
 			if err == nil {
 				err = waitFor(ctx, s, 15*time.Second, func() error { return goHealthy(addr) })

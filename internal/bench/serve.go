@@ -42,5 +42,5 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	return serverapp.Main(ctx, fs.Args(), os.Getenv, stderr, nil)
+	return serverapp.Main(ctx, fs.Args(), os.Getenv, io.Discard, stderr, nil)
 }

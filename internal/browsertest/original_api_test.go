@@ -114,8 +114,8 @@ func runServer(t *testing.T, addr string) (stop func()) {
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- serverapp.Main(ctx, []string{"-addr", addr, "-shutdown-timeout", "5s"},
-			func(string) string { return "" }, discard{}, func(net.Addr) { close(ready) })
+		done <- serverapp.Main(ctx, []string{"-addr", addr, "-shutdown-timeout", "5s", "-lame-duck-delay", "0", "-lame-duck-duration", "0"},
+			func(string) string { return "" }, discard{}, discard{}, func(net.Addr) { close(ready) })
 	}()
 	select {
 	case <-ready:

@@ -11,22 +11,41 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/auth"
 	"github.com/primusgo/primus/redisbroker"
 )
 
-// Options configures an App; the zero value works (in-memory broker).
+// Options configures an App; the zero value works (in-memory broker, open
+// access: any client may join and publish to any room).
 type Options struct {
 	Pathname      string
 	PingInterval  time.Duration
 	MaxLength     int64
 	MaxQueueBytes int
+	// Limits of the primus.Config of the same names.
+	MaxRoomsPerSpark    int
+	MaxRoomNameLength   int
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	MessageRate         float64
+	MessageBurst        int
+	// AllowedOrigins are the browser origins allowed besides the server's
+	// own host (primus.AllowOrigins patterns).
+	AllowedOrigins []string
+	// Verifier, when set, requires a token to connect; its claims grant
+	// joins (rooms) and publishes (publish).
+	Verifier *auth.Verifier
+	// ClientPublishOff refuses the publish command (the HTTP API still publishes).
+	ClientPublishOff bool
 	// APIKey, when set, is required as "Authorization: Bearer <key>" by the /api endpoints.
 	APIKey string
+	// MaxAPIRequests bounds the /api requests served at once (default 32);
+	// more are answered 503.
+	MaxAPIRequests int
 	// Broker is the cluster broker; nil is the in-memory broker (one node).
 	Broker primus.Broker
 	Logger *slog.Logger
@@ -39,6 +58,7 @@ type App struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	metrics  *metrics
+	api      chan struct{} // a slot per /api request in progress
 	draining atomic.Bool
 }
 
@@ -47,23 +67,38 @@ func New(opts Options) (*App, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &App{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	if opts.MaxAPIRequests <= 0 {
+		opts.MaxAPIRequests = 32
+	}
+	a := &App{opts: opts, log: opts.Logger, mux: http.NewServeMux(), api: make(chan struct{}, opts.MaxAPIRequests)}
 	pathname := opts.Pathname
 	if pathname == "" {
 		pathname = "/primus"
 	}
-	srv, err := primus.New(primus.Config{
-		Pathname:      pathname,
-		PingInterval:  opts.PingInterval,
-		MaxLength:     opts.MaxLength,
-		MaxQueueBytes: opts.MaxQueueBytes,
-		Broker:        opts.Broker,
-		NodeID:        nodeID(opts.Broker),
-		Logger:        opts.Logger,
+	cfg := primus.Config{
+		Pathname:            pathname,
+		PingInterval:        opts.PingInterval,
+		MaxLength:           opts.MaxLength,
+		MaxQueueBytes:       opts.MaxQueueBytes,
+		MaxRoomsPerSpark:    opts.MaxRoomsPerSpark,
+		MaxRoomNameLength:   opts.MaxRoomNameLength,
+		MaxConnections:      opts.MaxConnections,
+		MaxConnectionsPerIP: opts.MaxConnectionsPerIP,
+		MessageRate:         opts.MessageRate,
+		MessageBurst:        opts.MessageBurst,
+		CheckOrigin:         primus.AllowOrigins(opts.AllowedOrigins...),
+		Broker:              opts.Broker,
+		NodeID:              nodeID(opts.Broker),
+		Logger:              opts.Logger,
 		OnConnection: func(s *primus.Spark) {
 			s.OnData(a.handleData)
+			s.OnError(a.handleError)
 		},
-	})
+	}
+	if opts.Verifier != nil {
+		cfg.Authenticate = opts.Verifier.Authenticate
+	}
+	srv, err := primus.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -83,15 +118,16 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) routes() {
-	a.mux.HandleFunc("POST /api/publish", a.requireKey(a.handlePublish))
-	a.mux.HandleFunc("GET /api/rooms", a.requireKey(a.handleRooms))
+	a.mux.HandleFunc("POST /api/publish", a.apiRoute(a.handlePublish))
+	a.mux.HandleFunc("GET /api/rooms", a.apiRoute(a.handleRooms))
 	a.mux.HandleFunc("GET /healthz", a.handleHealth)
+	a.mux.HandleFunc("GET /readyz", a.handleReady)
 	a.mux.Handle("GET /metrics", a.metrics.handler())
 	a.mux.HandleFunc("GET /{$}", a.handleDemo)
 }
 
-// Shutdown drains the server: health turns 503, sparks are closed
-// reconnect-style, and the broker is closed.
+// Shutdown closes the server at once: /readyz turns 503, sparks are
+// closed reconnect-style, and the broker is closed.
 func (a *App) Shutdown(ctx context.Context) error {
 	a.draining.Store(true)
 	return a.Primus.Shutdown(ctx)
@@ -107,27 +143,27 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-func (a *App) requireKey(next http.HandlerFunc) http.HandlerFunc {
-	if a.opts.APIKey == "" {
-		return next
-	}
+// apiRoute guards an /api handler: the API key, when set, and a bound on
+// the requests in progress (each may hold a body of up to MaxLength).
+func (a *App) apiRoute(next http.HandlerFunc) http.HandlerFunc {
 	want := []byte("Bearer " + a.opts.APIKey)
 	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		if a.opts.APIKey != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="primus"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong API key (Authorization: Bearer <key>)")
 			return
 		}
+		select {
+		case a.api <- struct{}{}:
+			defer func() { <-a.api }()
+		default:
+			a.metrics.apiBusy.Inc()
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "too many API requests in progress; retry")
+			return
+		}
 		next(w, r)
 	}
-}
-
-type publishRequest struct {
-	Room   string          `json:"room"`
-	Rooms  []string        `json:"rooms"`
-	Except []string        `json:"except"`
-	Data   json.RawMessage `json:"data"`
 }
 
 func (a *App) handlePublish(w http.ResponseWriter, r *http.Request) {
@@ -135,24 +171,30 @@ func (a *App) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if limit <= 0 {
 		limit = 10 << 20
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body larger than the maximum message length")
-			return
-		}
-		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
-		return
-	}
-	var req publishRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	// Decoded as it arrives, within the limit; a value followed by
+	// anything but white space is refused, not half read.
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	var req publishCommand // the body is the publish command's object
+	var mbe *http.MaxBytesError
+	err := dec.Decode(&req)
+	if err == nil {
+		var extra json.RawMessage
+		if err = dec.Decode(&extra); err == io.EOF {
+			err = nil
+		} else if !errors.As(err, &mbe) {
+			err = errors.New("trailing data after the JSON value")
+		}
+	}
+	switch {
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, "body larger than the maximum message length")
+		return
+	case err != nil:
 		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
 		return
 	}
-	err = a.publish(req.Room, req.Rooms, req.Except, req.Data)
+	err = a.publish(req.rooms(), req.Except, req.Data)
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
@@ -169,20 +211,39 @@ func (a *App) handleRooms(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"node": a.Primus.NodeID(), "rooms": a.Primus.RoomSizes()})
 }
 
+// handleHealth is liveness: 200 while the process serves, whatever the
+// broker or a drain say (they are reported in the body).
 func (a *App) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	st := a.Primus.Stats()
 	body := map[string]any{"status": "ok", "connections": st.Connections, "rooms": st.Rooms}
-	status := http.StatusOK
-	if rb, ok := a.opts.Broker.(*redisbroker.Broker); ok {
-		if !rb.Stats().Connected {
-			// Still serving local sparks: report it, but stay in rotation.
-			body["broker"] = "redis unreachable; serving local sparks only"
-			body["status"] = "degraded"
-		}
+	if !a.brokerConnected() {
+		// Still serving local sparks: report it, but stay alive.
+		body["broker"] = "redis unreachable; serving local sparks only"
+		body["status"] = "degraded"
 	}
 	if a.draining.Load() {
 		body["status"] = "draining"
-		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, body)
+	writeJSON(w, http.StatusOK, body)
+}
+
+// handleReady is readiness: 503 while the node should get no new clients
+// (draining, or its broker is not connected, so its sparks would miss the
+// other nodes' writes).
+func (a *App) handleReady(w http.ResponseWriter, _ *http.Request) {
+	switch {
+	case a.draining.Load():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+	case !a.brokerConnected():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "broker not connected"})
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
+func (a *App) brokerConnected() bool {
+	if rb, ok := a.opts.Broker.(*redisbroker.Broker); ok {
+		return rb.Stats().Connected
+	}
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -42,12 +43,24 @@ func startApp(t *testing.T, opts Options) (*App, *httptest.Server) {
 
 func dial(t *testing.T, ts *httptest.Server) *testClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/primus", nil)
+	c, _, err := tryDial(t, ts.URL+"/primus", nil)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
+	return c
+}
+
+// tryDial connects to url (http, https, ws or wss) with o (nil: defaults)
+// and a 16 MiB read limit; the connection is closed at the end of the test.
+func tryDial(t *testing.T, url string, o *websocket.DialOptions) (*testClient, *http.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, resp, err := websocket.Dial(ctx, url, o)
+	if err != nil {
+		return nil, resp, err
+	}
+	conn.SetReadLimit(16 << 20)
 	c := &testClient{t: t, conn: conn, msgs: make(chan string, 100)}
 	go func() {
 		defer close(c.msgs)
@@ -65,7 +78,7 @@ func dial(t *testing.T, ts *httptest.Server) *testClient {
 		for range c.msgs {
 		}
 	})
-	return c
+	return c, resp, nil
 }
 
 func (c *testClient) send(msg string) {
@@ -80,12 +93,18 @@ func (c *testClient) send(msg string) {
 // next returns the next message that is not a heartbeat.
 func (c *testClient) next() string {
 	c.t.Helper()
-	timeout := time.After(5 * time.Second)
+	return c.nextWithin(5 * time.Second)
+}
+
+// nextWithin is next with its own deadline.
+func (c *testClient) nextWithin(d time.Duration) string {
+	c.t.Helper()
+	timeout := time.After(d)
 	for {
 		select {
 		case m, ok := <-c.msgs:
 			if !ok {
-				c.t.Fatal("connection closed while waiting for a message")
+				c.t.Fatalf("connection closed while waiting for a message: %v", c.err)
 			}
 			if strings.HasPrefix(m, `"primus::ping::`) {
 				continue
@@ -161,7 +180,10 @@ func TestCommandErrors(t *testing.T) {
 	_, ts := startApp(t, Options{})
 	c := dial(t, ts)
 	tests := []struct{ send, want string }{
-		{`{"join":"","ack":1}`, `{"ack":1,"error":"primus: invalid room name"}`},
+		{`{"join":"","ack":1}`, `{"ack":1,"error":"primus: invalid room name: empty name"}`},
+		{`{"join":["a","` + strings.Repeat("n", 257) + `"],"ack":11}`, `{"ack":11,"error":"primus: invalid room name: 257 bytes, over the limit of 256"}`},
+		{`{"publish":{"room":"r","data":"primus::server::close"},"ack":12}`, `{"ack":12,"error":"primus: data is a string starting with \"primus::\", which clients take as a protocol message"}`},
+		{`{"publish":{"room":"r","data":"\u0070rimus::id::x"},"ack":13}`, `{"ack":13,"error":"primus: data is a string starting with \"primus::\", which clients take as a protocol message"}`},
 		{`{"join":5,"ack":2}`, `{"ack":2,"error":"invalid command: a room must be a string or a list of strings"}`},
 		{`{"publish":{"data":1},"ack":3}`, `{"ack":3,"error":"publish needs a room or rooms"}`},
 		{`{"publish":{"room":"r"},"ack":4}`, `{"ack":4,"error":"publish needs data"}`},
@@ -277,6 +299,9 @@ func TestHealthMetricsDemo(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"status":"ok"`) || !strings.Contains(body, `"connections":1`) {
 		t.Fatalf("healthz: %d %s", code, body)
 	}
+	if code, body := get(t, ts.URL+"/readyz", ""); code != 200 || body != `{"status":"ready"}`+"\n" {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
 	code, body = get(t, ts.URL+"/metrics", "")
 	if code != 200 {
 		t.Fatalf("metrics: %d", code)
@@ -285,10 +310,15 @@ func TestHealthMetricsDemo(t *testing.T) {
 		"primus_connections 1", "primus_rooms 1", "primus_messages_in_total 2", "primus_messages_out_total 1",
 		"primus_drops_total 0", "primus_slow_consumer_ends_total 0", "primus_publish_requests_total 1",
 		"primus_frames_out_total 2", "primus_writes_total 2", // the ack, then the message
+		`primus_rejected_upgrades_total{reason="origin"} 0`, `primus_ends_total{reason="rate_limited"} 0`, "primus_ready 1",
+		"primus_rate_limited_messages_total 0", "primus_reserved_refused_total 0", "primus_forbidden_commands_total 0",
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	if !regexp.MustCompile(`primus_build_info\{goversion="go[^"]+",revision="[^"]*",version="[^"]+"\} 1\n`).MatchString(body) {
+		t.Errorf("metrics lack primus_build_info")
 	}
 	code, body = get(t, ts.URL+"/", "")
 	if code != 200 || !strings.Contains(body, `<script src="/primus/primus.js"></script>`) {
@@ -306,8 +336,12 @@ func TestHealthMetricsDemo(t *testing.T) {
 	if err := app.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if code, body := get(t, ts.URL+"/healthz", ""); code != 503 || !strings.Contains(body, "draining") {
+	// Liveness stays 200; readiness fails.
+	if code, body := get(t, ts.URL+"/healthz", ""); code != 200 || !strings.Contains(body, `"status":"draining"`) {
 		t.Fatalf("healthz while draining: %d %s", code, body)
+	}
+	if code, body := get(t, ts.URL+"/readyz", ""); code != 503 || !strings.Contains(body, "draining") {
+		t.Fatalf("readyz while draining: %d %s", code, body)
 	}
 }
 

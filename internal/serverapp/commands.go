@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/auth"
 )
 
 // command is a client's room command, sent as a data message:
@@ -48,44 +49,85 @@ func (r *rooms) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-var errNoCommand = errors.New("unknown command: expected join, leave, leaveAll or publish")
+var (
+	errNoCommand      = errors.New("unknown command: expected join, leave, leaveAll or publish")
+	errPublishOff     = errors.New("client publishing is disabled on this server")
+	errForbidden      = errors.New("not allowed")
+	errRateLimited    = errors.New("rate limit exceeded: message dropped")
+	errPublishNoRooms = errors.New("publish needs a room or rooms")
+	errPublishNoData  = errors.New("publish needs data")
+)
 
 // handleData runs the command in d, if it is one, and acknowledges it.
 // Messages that are not JSON objects are ordinary data and ignored.
 func (a *App) handleData(s *primus.Spark, d primus.Data) {
-	raw := bytes.TrimSpace(d.JSON())
-	if len(raw) == 0 || raw[0] != '{' {
+	ack, isCommand, err := a.parseAndRun(s, d)
+	if !isCommand {
 		return
-	}
-	var cmd command
-	err := json.Unmarshal(raw, &cmd)
-	if err == nil {
-		err = a.run(s, &cmd)
-		if err == errNoCommand && cmd.Ack == nil {
-			return // an object that is not a command: plain data
-		}
-	} else {
-		// A malformed command still gets its answer when its ack is readable.
-		var ackOnly struct {
-			Ack json.RawMessage `json:"ack"`
-		}
-		_ = json.Unmarshal(raw, &ackOnly)
-		cmd.Ack = ackOnly.Ack
-		err = fmt.Errorf("invalid command: %w", err)
 	}
 	if err != nil {
 		a.metrics.commandErrors.Inc()
+		if errors.Is(err, errForbidden) {
+			a.metrics.forbidden.Inc()
+		}
 	}
-	if cmd.Ack != nil {
-		_ = s.Write(ackReply(cmd.Ack, err))
+	if ack != nil {
+		_ = s.Write(ackReply(ack, err))
 	}
+}
+
+// handleError answers a command the rate limit dropped, when it has an ack.
+func (a *App) handleError(s *primus.Spark, err error) {
+	var rl *primus.RateLimitError
+	if !errors.As(err, &rl) {
+		return
+	}
+	if ack := ackOf(rl.Data); ack != nil {
+		_ = s.Write(ackReply(ack, errRateLimited))
+	}
+}
+
+// parseAndRun decodes and runs a command. isCommand is false for data that
+// is not one (not an object, or an object without a command and an ack).
+func (a *App) parseAndRun(s *primus.Spark, d primus.Data) (ack json.RawMessage, isCommand bool, err error) {
+	raw := bytes.TrimSpace(d.JSON())
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, false, nil
+	}
+	var cmd command
+	if err := json.Unmarshal(raw, &cmd); err != nil {
+		// A malformed command still gets its answer when its ack is readable.
+		return ackOf(d), true, fmt.Errorf("invalid command: %w", err)
+	}
+	err = a.run(s, &cmd)
+	if errors.Is(err, errNoCommand) && cmd.Ack == nil {
+		return nil, false, nil // an object that is not a command: plain data
+	}
+	return cmd.Ack, true, err
+}
+
+// ackOf returns the ack of a command object, or nil.
+func ackOf(d primus.Data) json.RawMessage {
+	var ackOnly struct {
+		Ack json.RawMessage `json:"ack"`
+	}
+	_ = json.Unmarshal(d.JSON(), &ackOnly)
+	return ackOnly.Ack
 }
 
 func (a *App) run(s *primus.Spark, cmd *command) error {
 	switch {
 	case cmd.Join != nil:
-		if err := validRooms(cmd.Join); err != nil {
+		if err := a.validRooms(cmd.Join); err != nil {
 			return err
+		}
+		if a.opts.Verifier != nil {
+			claims := auth.ClaimsOf(s)
+			for _, r := range cmd.Join {
+				if !claims.CanJoin(r) {
+					return fmt.Errorf("%w to join room %q", errForbidden, r)
+				}
+			}
 		}
 		return s.Join(cmd.Join...)
 	case cmd.Leave != nil:
@@ -93,36 +135,54 @@ func (a *App) run(s *primus.Spark, cmd *command) error {
 	case cmd.LeaveAll:
 		return s.LeaveAll()
 	case cmd.Publish != nil:
-		return a.publish(cmd.Publish.Room, cmd.Publish.Rooms, cmd.Publish.Except, cmd.Publish.Data)
+		p := cmd.Publish
+		if a.opts.ClientPublishOff {
+			return errPublishOff
+		}
+		list := p.rooms()
+		if a.opts.Verifier != nil {
+			claims := auth.ClaimsOf(s)
+			for _, r := range list {
+				if !claims.CanPublish(r) {
+					return fmt.Errorf("%w to publish to room %q", errForbidden, r)
+				}
+			}
+		}
+		return a.publish(list, p.Except, p.Data)
 	}
 	return errNoCommand
 }
 
+// rooms is the publish's room and rooms together.
+func (p *publishCommand) rooms() []string {
+	if p.Room != "" {
+		return append([]string{p.Room}, p.Rooms...)
+	}
+	return p.Rooms
+}
+
 // publish is the one path for room writes from clients and the HTTP API.
-func (a *App) publish(room string, list, except []string, data json.RawMessage) error {
-	if room != "" {
-		list = append([]string{room}, list...)
-	}
+func (a *App) publish(list, except []string, data json.RawMessage) error {
 	if len(list) == 0 {
-		return errors.New("publish needs a room or rooms")
+		return errPublishNoRooms
 	}
-	if err := validRooms(list); err != nil {
+	if err := a.validRooms(list); err != nil {
 		return err
 	}
 	if data == nil {
-		return errors.New("publish needs data")
+		return errPublishNoData
 	}
 	a.metrics.publishes.Inc()
 	return a.Primus.Room(list...).Except(except...).Write(data)
 }
 
-func validRooms(list []string) error {
+func (a *App) validRooms(list []string) error {
 	if len(list) == 0 {
 		return errors.New("no room given")
 	}
 	for _, r := range list {
-		if r == "" {
-			return primus.ErrInvalidRoom
+		if err := a.Primus.ValidateRoom(r); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -46,8 +46,9 @@ func TestMainGracefulShutdown(t *testing.T) {
 	done := make(chan error, 1)
 	var logs lockedBuffer
 	go func() {
-		done <- Main(ctx, []string{"-addr", "127.0.0.1:0", "-shutdown-timeout", "5s", "-pprof-addr", "127.0.0.1:0"},
-			func(string) string { return "" }, &logs, func(a net.Addr) { addrs <- a })
+		done <- Main(ctx, []string{"-addr", "127.0.0.1:0", "-shutdown-timeout", "5s", "-pprof-addr", "127.0.0.1:0",
+			"-lame-duck-delay", "0", "-lame-duck-duration", "0"},
+			func(string) string { return "" }, io.Discard, &logs, func(a net.Addr) { addrs <- a })
 	}()
 	var addr net.Addr
 	select {
@@ -97,13 +98,57 @@ func TestMainGracefulShutdown(t *testing.T) {
 }
 
 func TestMainBadFlags(t *testing.T) {
-	err := Main(context.Background(), []string{"-addr", "127.0.0.1:0", "-redis-mode", "nope"}, func(string) string { return "" }, io.Discard, nil)
+	err := Main(context.Background(), []string{"-addr", "127.0.0.1:0", "-redis-mode", "nope"}, func(string) string { return "" }, io.Discard, io.Discard, nil)
 	if err == nil {
 		t.Fatal("Main accepted -redis-mode nope")
 	}
-	err = Main(context.Background(), []string{"-addr", "256.0.0.1:1"}, func(string) string { return "" }, io.Discard, nil)
+	err = Main(context.Background(), []string{"-addr", "256.0.0.1:1"}, func(string) string { return "" }, io.Discard, io.Discard, nil)
 	var opErr *net.OpError
 	if !errors.As(err, &opErr) {
 		t.Fatalf("Main with a bad address: %v", err)
+	}
+}
+
+// mainRun is the standalone server run by Main in the background.
+type mainRun struct {
+	addr   string
+	logs   *lockedBuffer
+	cancel context.CancelFunc // what SIGTERM does
+	done   chan error
+}
+
+// startMain runs Main on a free loopback port with args (and no lame-duck
+// wait unless args set one); the server is stopped at the end of the test.
+func startMain(t *testing.T, args ...string) *mainRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &mainRun{logs: &lockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	addrs := make(chan net.Addr, 1)
+	all := append([]string{"-addr", "127.0.0.1:0", "-shutdown-timeout", "5s", "-lame-duck-delay", "0", "-lame-duck-duration", "0"}, args...)
+	go func() {
+		m.done <- Main(ctx, all, func(string) string { return "" }, io.Discard, m.logs, func(a net.Addr) { addrs <- a })
+	}()
+	select {
+	case a := <-addrs:
+		m.addr = a.String()
+	case err := <-m.done:
+		cancel()
+		t.Fatalf("Main returned early: %v\n%s", err, m.logs.String())
+	}
+	t.Cleanup(func() { _ = m.stop() })
+	return m
+}
+
+// stop cancels Main's context and returns its error (once; later calls return nil).
+func (m *mainRun) stop() error {
+	m.cancel()
+	select {
+	case err, ok := <-m.done:
+		if ok {
+			close(m.done)
+		}
+		return err
+	case <-time.After(30 * time.Second):
+		return errors.New("Main did not return")
 	}
 }

@@ -17,6 +17,8 @@ type metrics struct {
 	reg           *prometheus.Registry
 	publishes     prometheus.Counter
 	commandErrors prometheus.Counter
+	forbidden     prometheus.Counter
+	apiBusy       prometheus.Counter
 }
 
 func newMetrics(a *App) *metrics {
@@ -24,7 +26,29 @@ func newMetrics(a *App) *metrics {
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.publishes = prometheus.NewCounter(prometheus.CounterOpts{Name: "primus_publish_requests_total", Help: "Room writes requested by clients and the HTTP API."})
 	m.commandErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "primus_command_errors_total", Help: "Client commands and API requests answered with an error."})
-	m.reg.MustRegister(m.publishes, m.commandErrors)
+	m.forbidden = prometheus.NewCounter(prometheus.CounterOpts{Name: "primus_forbidden_commands_total", Help: "Joins and publishes refused because the client's token does not grant them."})
+	m.apiBusy = prometheus.NewCounter(prometheus.CounterOpts{Name: "primus_api_busy_total", Help: "API requests answered 503 because -max-api-requests were in progress."})
+	m.reg.MustRegister(m.publishes, m.commandErrors, m.forbidden, m.apiBusy)
+	v := buildVersion()
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "primus_build_info",
+		Help:        "1, labelled with the server's version, VCS revision and Go version.",
+		ConstLabels: prometheus.Labels{"version": v.version, "revision": v.revision, "goversion": v.goVersion},
+	}, func() float64 { return 1 }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "primus_ready", Help: "1 while /readyz answers 200.",
+	}, func() float64 { return b2f(!a.draining.Load() && a.brokerConnected()) }))
+	rejected := prometheus.NewDesc("primus_rejected_upgrades_total", "WebSocket upgrades refused, by reason: origin (403), auth (401/403), limit (-max-conns 503, -max-conns-per-ip 429).", []string{"reason"}, nil)
+	ends := prometheus.NewDesc("primus_ends_total", "Sparks ended by the server for a client's behaviour, by reason.", []string{"reason"}, nil)
+	m.reg.MustRegister(statsCollector{a, []statsMetric{
+		{rejected, prometheus.CounterValue, []string{"origin"}, func(s primus.Stats) uint64 { return s.RejectedOrigin }},
+		{rejected, prometheus.CounterValue, []string{"auth"}, func(s primus.Stats) uint64 { return s.RejectedAuth }},
+		{rejected, prometheus.CounterValue, []string{"limit"}, func(s primus.Stats) uint64 { return s.RejectedLimit }},
+		{ends, prometheus.CounterValue, []string{"slow_consumer"}, func(s primus.Stats) uint64 { return s.SlowConsumers }},
+		{ends, prometheus.CounterValue, []string{"heartbeat_timeout"}, func(s primus.Stats) uint64 { return s.HeartbeatTimeouts }},
+		{ends, prometheus.CounterValue, []string{"rate_limited"}, func(s primus.Stats) uint64 { return s.RateLimitEnds }},
+		{ends, prometheus.CounterValue, []string{"token_expired"}, func(s primus.Stats) uint64 { return s.TokenExpiries }},
+	}})
 
 	stat := func(f func(primus.Stats) float64) func() float64 {
 		return func() float64 { return f(a.Primus.Stats()) }
@@ -49,6 +73,8 @@ func newMetrics(a *App) *metrics {
 	counter("primus_published_total", "Room writes handed to the broker.", func(s primus.Stats) float64 { return float64(s.Published) })
 	counter("primus_publish_errors_total", "Room writes the broker failed to publish.", func(s primus.Stats) float64 { return float64(s.PublishErrors) })
 	counter("primus_remote_messages_total", "Messages received from other nodes.", func(s primus.Stats) float64 { return float64(s.RemoteMessages) })
+	counter("primus_rate_limited_messages_total", "Client messages dropped for exceeding -max-messages-per-second.", func(s primus.Stats) float64 { return float64(s.RateLimited) })
+	counter("primus_reserved_refused_total", `Writes refused, and remote messages dropped, whose data was a "primus::" string.`, func(s primus.Stats) float64 { return float64(s.ReservedRefused) })
 	if rb, ok := a.opts.Broker.(*redisbroker.Broker); ok {
 		m.reg.MustRegister(redisCollector{rb})
 	}
@@ -57,6 +83,34 @@ func newMetrics(a *App) *metrics {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// statsCollector exports labelled counters of primus.Stats, read once per scrape.
+type statsCollector struct {
+	a       *App
+	metrics []statsMetric
+}
+
+type statsMetric struct {
+	desc   *prometheus.Desc
+	kind   prometheus.ValueType
+	labels []string
+	value  func(primus.Stats) uint64
+}
+
+func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for i, m := range c.metrics {
+		if i == 0 || m.desc != c.metrics[i-1].desc {
+			ch <- m.desc
+		}
+	}
+}
+
+func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.a.Primus.Stats()
+	for _, m := range c.metrics {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(m.value(st)), m.labels...)
+	}
 }
 
 // redisCollector exports the Redis broker's counters at scrape time, so

@@ -2,6 +2,7 @@ package serverapp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,138 +11,46 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strconv"
-	"strings"
+	"os"
 	"time"
+
+	"github.com/primusgo/primus/auth"
 )
 
-// Config is the standalone server's configuration: every flag has an
-// environment variable (PRIMUS_ plus the flag name in upper case with
-// underscores); flags win over the environment.
-type Config struct {
-	Addr            string
-	Pathname        string
-	PingInterval    time.Duration
-	MaxLength       int64
-	MaxQueueBytes   int
-	APIKey          string
-	ShutdownTimeout time.Duration
-	LogLevel        string
-	PprofAddr       string // when set, net/http/pprof is served there
-
-	Redis RedisConfig
-}
-
-// RedisConfig selects the Redis broker; all empty means the in-memory broker.
-type RedisConfig struct {
-	URL              string // redis:// or rediss:// URL, or host:port
-	SentinelAddrs    string // comma-separated host:port list
-	SentinelMaster   string
-	SentinelUsername string
-	SentinelPassword string
-	Mode             string // native (default) or compat
-	Channel          string // channel prefix, default "primus"
-}
-
-// Enabled reports whether a Redis broker is configured.
-func (r RedisConfig) Enabled() bool { return r.URL != "" || r.SentinelAddrs != "" }
-
-// ParseConfig reads flags from args and defaults from getenv.
-func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	var c Config
-	fs := flag.NewFlagSet("primus-server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	env := func(name string) string {
-		return getenv("PRIMUS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
-	}
-	str := func(p *string, name, def, usage string) {
-		if v := env(name); v != "" {
-			def = v
-		}
-		fs.StringVar(p, name, def, usage+" (env PRIMUS_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))+")")
-	}
-	var pingInterval, maxLength, maxQueue, shutdown string
-	str(&c.Addr, "addr", ":8080", "listen address")
-	str(&c.Pathname, "pathname", "/primus", "Primus endpoint path")
-	str(&pingInterval, "ping-interval", "30s", "heartbeat interval (0 or negative disables)")
-	str(&maxLength, "max-length", "10485760", "largest incoming message in bytes")
-	str(&maxQueue, "max-queue-bytes", "4194304", "per-spark send queue bound in bytes; a spark over it is ended as a slow consumer")
-	str(&c.APIKey, "api-key", "", "when set, /api/* requires Authorization: Bearer <key>")
-	str(&shutdown, "shutdown-timeout", "10s", "graceful shutdown deadline on SIGINT/SIGTERM")
-	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	str(&c.PprofAddr, "pprof-addr", "", "when set, serve Go's profiler (net/http/pprof, /debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; keep it private")
-	str(&c.Redis.URL, "redis-url", "", "Redis URL (redis://[user:pass@]host:port/db or rediss://...) or host:port; enables the Redis broker")
-	str(&c.Redis.SentinelAddrs, "sentinel-addrs", "", "comma-separated Sentinel addresses; enables the Redis broker through Sentinel")
-	str(&c.Redis.SentinelMaster, "sentinel-master", "mymaster", "Sentinel master name")
-	str(&c.Redis.SentinelUsername, "sentinel-username", "", "Sentinel ACL user")
-	str(&c.Redis.SentinelPassword, "sentinel-password", "", "Sentinel password")
-	str(&c.Redis.Mode, "redis-mode", "native", "native (per-room channels) or compat (primus-redis-rooms 0.3 wire format)")
-	str(&c.Redis.Channel, "channel", "primus", "Redis channel prefix")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	var err error
-	if c.PingInterval, err = time.ParseDuration(pingInterval); err != nil {
-		return c, fmt.Errorf("-ping-interval: %w", err)
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = -1
-	}
-	if c.MaxLength, err = strconv.ParseInt(maxLength, 10, 64); err != nil || c.MaxLength <= 0 {
-		return c, fmt.Errorf("-max-length: want a positive number of bytes, got %q", maxLength)
-	}
-	if c.MaxQueueBytes, err = strconv.Atoi(maxQueue); err != nil || c.MaxQueueBytes <= 0 {
-		return c, fmt.Errorf("-max-queue-bytes: want a positive number of bytes, got %q", maxQueue)
-	}
-	if c.ShutdownTimeout, err = time.ParseDuration(shutdown); err != nil {
-		return c, fmt.Errorf("-shutdown-timeout: %w", err)
-	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
-		return c, err
-	}
-	if c.Redis.Mode != "native" && c.Redis.Mode != "compat" {
-		return c, fmt.Errorf("-redis-mode: want native or compat, got %q", c.Redis.Mode)
-	}
-	return c, nil
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("-log-level: %w", err)
-	}
-	return l, nil
-}
-
-// Main runs the standalone server until ctx is cancelled (SIGINT/SIGTERM
-// in cmd/primus-server), then shuts down gracefully within the deadline.
-// ready, if not nil, receives the listening address.
-func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready func(addr net.Addr)) error {
+// Main runs the standalone server until ctx is cancelled (the first
+// SIGINT/SIGTERM in cmd/primus-server), then shuts down as a lame duck:
+// /readyz fails at once, clients are served for -lame-duck-delay, closed
+// in batches over -lame-duck-duration, and the rest get -shutdown-timeout.
+// ready, if not nil, receives the listening address. -h and -version
+// print to stdout and stderr and return nil.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(addr net.Addr)) error {
 	cfg, err := ParseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	level, _ := parseLevel(cfg.LogLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.Version {
+		fmt.Fprintln(stdout, "primus-server", buildVersion().String())
+		return nil
+	}
+	log := newLogger(cfg, stderr)
 
-	broker, err := newBroker(cfg.Redis, log)
+	opts, err := appOptions(cfg, log)
 	if err != nil {
 		return err
 	}
-	app, err := New(Options{
-		Pathname:      cfg.Pathname,
-		PingInterval:  cfg.PingInterval,
-		MaxLength:     cfg.MaxLength,
-		MaxQueueBytes: cfg.MaxQueueBytes,
-		APIKey:        cfg.APIKey,
-		Broker:        broker,
-		Logger:        log,
-	})
+	app, err := New(opts)
 	if err != nil {
 		return err
+	}
+	if opts.Verifier == nil {
+		what := "join any room and publish to it"
+		if opts.ClientPublishOff {
+			what = "join any room"
+		}
+		log.Warn("running open: no -jwt-hmac-secret or -jwt-public-key, so any client may " + what)
 	}
 	if cfg.PprofAddr != "" {
 		stop, err := servePprof(cfg.PprofAddr, log)
@@ -151,16 +60,27 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		}
 		defer stop()
 	}
+	httpSrv, err := newHTTPServer(cfg, app)
+	if err != nil {
+		_ = app.Shutdown(context.Background())
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		_ = app.Shutdown(context.Background())
 		return err
 	}
-	httpSrv := &http.Server{Handler: app, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
-	go func() { served <- httpSrv.Serve(ln) }()
-	log.Info("primus-server listening", "addr", ln.Addr().String(), "pathname", app.Primus.Pathname(),
-		"broker", brokerName(cfg.Redis), "node", app.Primus.NodeID())
+	go func() {
+		if httpSrv.TLSConfig != nil {
+			served <- httpSrv.ServeTLS(ln, "", "")
+		} else {
+			served <- httpSrv.Serve(ln)
+		}
+	}()
+	log.Info("primus-server listening", "addr", ln.Addr().String(), "tls", httpSrv.TLSConfig != nil,
+		"pathname", app.Primus.Pathname(), "broker", brokerName(cfg.Redis), "node", app.Primus.NodeID(),
+		"version", buildVersion().String())
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -171,17 +91,107 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("primus-server shutting down", "deadline", cfg.ShutdownTimeout)
+	perr := lameDuck(app, cfg, log)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	herr := httpSrv.Shutdown(sctx)
-	perr := app.Shutdown(sctx)
 	<-served
-	if err := errors.Join(herr, perr); err != nil {
+	if err := errors.Join(perr, herr); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("primus-server stopped")
 	return nil
+}
+
+// lameDuck takes the node out of rotation (/readyz fails), keeps serving
+// for the delay, then closes its sparks spread over the duration and shuts
+// the primus server down.
+func lameDuck(app *App, cfg Config, log *slog.Logger) error {
+	app.draining.Store(true)
+	ld := cfg.LameDuck
+	log.Info("primus-server draining", "delay", ld.Delay, "spread", ld.Duration, "connections", app.Primus.Stats().Connections)
+	time.Sleep(ld.Delay) // serving as usual while the balancer notices /readyz
+	ctx, cancel := context.WithTimeout(context.Background(), ld.Duration+cfg.ShutdownTimeout)
+	defer cancel()
+	return app.Primus.Drain(ctx, ld.Duration)
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.LogLevel)
+	ho := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// appOptions turns the flags into the App's options, loading keys.
+func appOptions(cfg Config, log *slog.Logger) (Options, error) {
+	broker, err := newBroker(cfg.Redis, log)
+	if err != nil {
+		return Options{}, err
+	}
+	sec := cfg.Security
+	opts := Options{
+		Pathname:            cfg.Pathname,
+		PingInterval:        cfg.PingInterval,
+		MaxLength:           cfg.MaxLength,
+		MaxQueueBytes:       cfg.MaxQueueBytes,
+		MaxRoomsPerSpark:    cfg.MaxRoomsPerSpark,
+		MaxRoomNameLength:   cfg.MaxRoomNameLength,
+		MaxConnections:      sec.MaxConns,
+		MaxConnectionsPerIP: sec.MaxConnsPerIP,
+		MessageRate:         sec.MaxMessagesPerSecond,
+		MessageBurst:        sec.MessageBurst,
+		AllowedOrigins:      sec.AllowedOrigins,
+		ClientPublishOff:    !sec.ClientPublish,
+		MaxAPIRequests:      cfg.HTTP.MaxAPIRequests,
+		APIKey:              cfg.APIKey,
+		Broker:              broker,
+		Logger:              log,
+	}
+	switch {
+	case sec.JWTHMACSecret != "":
+		opts.Verifier, err = auth.New(auth.Config{HMACSecret: []byte(sec.JWTHMACSecret)})
+	case sec.JWTPublicKey != "":
+		var pem []byte
+		if pem, err = os.ReadFile(sec.JWTPublicKey); err != nil {
+			return Options{}, fmt.Errorf("-jwt-public-key: %w", err)
+		}
+		key, kerr := auth.ParsePublicKeyPEM(pem)
+		if kerr != nil {
+			return Options{}, fmt.Errorf("-jwt-public-key %s: %w", sec.JWTPublicKey, kerr)
+		}
+		opts.Verifier, err = auth.New(auth.Config{PublicKey: key})
+	}
+	if err != nil {
+		return Options{}, fmt.Errorf("JWT verifier: %w", err)
+	}
+	return opts, nil
+}
+
+// newHTTPServer bounds what plain HTTP clients may hold (WebSocket
+// connections clear these deadlines once upgraded) and loads the TLS
+// certificate. It serves HTTP/1.1 only: WebSocket upgrades need it.
+func newHTTPServer(cfg Config, h http.Handler) (*http.Server, error) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(10*time.Second, cfg.HTTP.ReadTimeout),
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	if cfg.Security.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Security.TLSCert, cfg.Security.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return srv, nil
 }
 
 // servePprof serves the profiler on its own listener, away from the public
