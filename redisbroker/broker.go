@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -334,24 +335,39 @@ func (b *Broker) publish(ctx context.Context, m *primus.Message) error {
 }
 
 // uniqueRooms returns rooms without duplicates, in first-occurrence order
-// (rooms itself when it has none).
+// (rooms itself when it has none). It is linear: a write may target
+// thousands of rooms.
 func uniqueRooms(rooms []string) []string {
-	for i := 1; i < len(rooms); i++ {
-		for j := range i {
-			if rooms[i] == rooms[j] {
+	if len(rooms) <= 8 {
+		// Too few for a map to pay off.
+		for i := 1; i < len(rooms); i++ {
+			if slices.Contains(rooms[:i], rooms[i]) {
 				return dedupe(rooms)
 			}
 		}
+		return rooms
+	}
+	seen := make(map[string]struct{}, len(rooms))
+	for i, r := range rooms {
+		if _, dup := seen[r]; dup {
+			out := slices.Clone(rooms[:i])
+			for _, r := range rooms[i+1:] {
+				if _, dup := seen[r]; !dup {
+					seen[r] = struct{}{}
+					out = append(out, r)
+				}
+			}
+			return out
+		}
+		seen[r] = struct{}{}
 	}
 	return rooms
 }
 
 func dedupe(rooms []string) []string {
 	out := make([]string, 0, len(rooms))
-	seen := make(map[string]struct{}, len(rooms))
 	for _, r := range rooms {
-		if _, ok := seen[r]; !ok {
-			seen[r] = struct{}{}
+		if !slices.Contains(out, r) {
 			out = append(out, r)
 		}
 	}
