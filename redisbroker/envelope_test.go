@@ -89,11 +89,16 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte("\x01\xff\xff\xff\xff\x0f"))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		m, err := DecodeEnvelope(payload)
+		origin, ok := envelopeOrigin(string(payload))
 		if err != nil {
 			if m != nil {
 				t.Fatal("message with error")
 			}
 			return
+		}
+		// The hook's header peek agrees with the decoder.
+		if !ok || origin != m.Origin {
+			t.Fatalf("envelopeOrigin = %q, %v; decoded origin %q", origin, ok, m.Origin)
 		}
 		if !json.Valid(m.Data) {
 			t.Fatalf("accepted invalid data %q", m.Data)
