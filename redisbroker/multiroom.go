@@ -125,7 +125,7 @@ func (b *Broker) decodeMultiRoom(payload string) *primus.Message {
 		b.stats.decodeErrors.Add(1)
 		return nil
 	}
-	rooms := b.hostedAmong(env.rooms)
+	rooms := b.hostedAmong(env.rooms) // the decoder's own slice
 	if len(rooms) == 0 {
 		b.stats.ignored.Add(1)
 		return nil
@@ -139,19 +139,20 @@ func (b *Broker) decodeMultiRoom(payload string) *primus.Message {
 	}
 }
 
-// hostedAmong returns the rooms of list this node hosts, in list order.
+// hostedAmong filters list, in place, down to the rooms this node hosts.
 // The lock is taken per chunk so that Subscribe, which the server calls
 // under its room lock, never waits for a whole 10 000-room list.
 func (b *Broker) hostedAmong(list []string) []string {
-	var out []string
-	for chunk := range slices.Chunk(list, 1024) {
+	n := 0
+	for start := 0; start < len(list); start += 1024 {
 		b.mu.RLock()
-		for _, room := range chunk {
+		for _, room := range list[start:min(start+1024, len(list))] {
 			if st := b.rooms[room]; st != nil && st.wanted {
-				out = append(out, room)
+				list[n] = room
+				n++
 			}
 		}
 		b.mu.RUnlock()
 	}
-	return out
+	return list[:n]
 }
