@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,7 @@ type Broker struct {
 	opt           rueidis.ClientOption
 	sentinel      bool
 	roomPrefix    string // native: "<channel>:room:"
+	multiChannel  string // native: "<channel>:rooms", every node hears it
 	nodeChannel   string // "<channel>:node:<id>" (probes)
 	compatChannel string // compat: "<channel>.<id>", where this node publishes
 	compatPattern string // compat: "<channel>.*"
@@ -61,8 +63,9 @@ type Broker struct {
 	closeOnce   sync.Once
 	wg          sync.WaitGroup
 
-	queues []chan inbound
-	seed   maphash.Seed
+	queues    []chan inbound
+	seed      maphash.Seed
+	barrierMu sync.Mutex // keeps barriers in one order across queues
 
 	epoch      time.Time
 	lastRecv   atomic.Int64 // nanoseconds since epoch of the last Pub/Sub message
@@ -80,9 +83,12 @@ type roomState struct {
 	subscribed bool // native: SUBSCRIBEd (or being) on the current connection
 }
 
-// inbound is a Pub/Sub message on its way to a worker.
+// inbound is a Pub/Sub message on its way to a worker, or a worker's
+// share of a multi-room-channel message (barrier set).
 type inbound struct {
 	channel, payload string
+	barrier          *barrier
+	lead             bool // this worker delivers the barrier's message
 }
 
 var _ primus.Broker = (*Broker)(nil)
@@ -104,6 +110,7 @@ func New(cfg Config) (*Broker, error) {
 		opt:           opt,
 		sentinel:      len(cfg.SentinelAddrs) > 0,
 		roomPrefix:    cfg.Channel + ":room:",
+		multiChannel:  MultiRoomChannel(cfg.Channel),
 		nodeChannel:   cfg.Channel + ":node:" + cfg.NodeID,
 		compatChannel: cfg.Channel + "." + cfg.NodeID,
 		compatPattern: cfg.Channel + ".*",
@@ -247,10 +254,12 @@ func (b *Broker) hosts(room string) bool {
 }
 
 // Publish implements primus.Broker. Native mode publishes one envelope on
-// the channel of every distinct room of m (one pipelined round trip);
-// compat mode publishes one primus-redis-rooms payload per room on this
-// node's channel. The call is bounded by ctx and CommandTimeout. Errors
-// are counted in Stats.PublishErrors.
+// the channel of every distinct room of m (one pipelined round trip) when
+// that costs Redis at most fanoutBudget bytes, and otherwise once on the
+// multi-room channel; compat mode publishes one primus-redis-rooms payload
+// per room on this node's channel, and fails with ErrTooLarge if they add
+// up to more than MaxPayload. The call is bounded by ctx and
+// CommandTimeout. Errors are counted in Stats.PublishErrors.
 func (b *Broker) Publish(ctx context.Context, m *primus.Message) error {
 	err := b.publish(ctx, m)
 	if err != nil {
@@ -288,7 +297,8 @@ func (b *Broker) publish(ctx context.Context, m *primus.Message) error {
 		}
 	}
 	c := cb.c
-	cmds := make(rueidis.Commands, 0, len(rooms))
+	var cmds rueidis.Commands
+	broadcast := false
 	if b.cfg.Mode == Native {
 		em := primus.Message{ID: m.ID, Origin: b.cfg.NodeID, Rooms: rooms, Except: m.Except, Data: m.Data}
 		if em.ID == "" {
@@ -299,21 +309,28 @@ func (b *Broker) publish(ctx context.Context, m *primus.Message) error {
 			return ErrTooLarge
 		}
 		payload := rueidis.BinaryString(AppendEnvelope(make([]byte, 0, size), &em))
-		for _, r := range rooms {
-			cmds = append(cmds, c.B().Publish().Channel(b.roomPrefix+r).Message(payload).Build())
+		if len(rooms) > 1 && len(rooms)*size > fanoutBudget {
+			broadcast = true
+			cmds = append(cmds, c.B().Publish().Channel(b.multiChannel).Message(payload).Build())
+		} else {
+			cmds = make(rueidis.Commands, 0, len(rooms))
+			for _, r := range rooms {
+				cmds = append(cmds, c.B().Publish().Channel(b.roomPrefix+r).Message(payload).Build())
+			}
 		}
 	} else {
+		payloads, err := compatPayloads(rooms, m.Data, b.cfg.MaxPayload)
+		if err != nil {
+			return err
+		}
 		if len(m.Except) > 0 {
 			if b.cfg.CompatRejectExcept {
 				return ErrExceptUnsupported
 			}
 			b.stats.exceptNotCarried.Add(1)
 		}
-		for _, r := range rooms {
-			p := appendCompat(make([]byte, 0, len(r)+len(m.Data)+20), r, m.Data)
-			if len(p) > b.cfg.MaxPayload {
-				return ErrTooLarge
-			}
+		cmds = make(rueidis.Commands, 0, len(rooms))
+		for _, p := range payloads {
 			cmds = append(cmds, c.B().Publish().Channel(b.compatChannel).Message(rueidis.BinaryString(p)).Build())
 		}
 	}
@@ -322,6 +339,9 @@ func (b *Broker) publish(ctx context.Context, m *primus.Message) error {
 	if len(cmds) == 1 {
 		if err := c.Do(ctx, cmds[0]).Error(); err != nil {
 			return fmt.Errorf("redisbroker: publish: %w", err)
+		}
+		if broadcast {
+			b.stats.multiRoomBroadcasts.Add(1)
 		}
 		return nil
 	}
@@ -334,24 +354,39 @@ func (b *Broker) publish(ctx context.Context, m *primus.Message) error {
 }
 
 // uniqueRooms returns rooms without duplicates, in first-occurrence order
-// (rooms itself when it has none).
+// (rooms itself when it has none). It is linear: a write may target
+// thousands of rooms.
 func uniqueRooms(rooms []string) []string {
-	for i := 1; i < len(rooms); i++ {
-		for j := range i {
-			if rooms[i] == rooms[j] {
+	if len(rooms) <= 8 {
+		// Too few for a map to pay off.
+		for i := 1; i < len(rooms); i++ {
+			if slices.Contains(rooms[:i], rooms[i]) {
 				return dedupe(rooms)
 			}
 		}
+		return rooms
+	}
+	seen := make(map[string]struct{}, len(rooms))
+	for i, r := range rooms {
+		if _, dup := seen[r]; dup {
+			out := slices.Clone(rooms[:i])
+			for _, r := range rooms[i+1:] {
+				if _, dup := seen[r]; !dup {
+					seen[r] = struct{}{}
+					out = append(out, r)
+				}
+			}
+			return out
+		}
+		seen[r] = struct{}{}
 	}
 	return rooms
 }
 
 func dedupe(rooms []string) []string {
 	out := make([]string, 0, len(rooms))
-	seen := make(map[string]struct{}, len(rooms))
 	for _, r := range rooms {
-		if _, ok := seen[r]; !ok {
-			seen[r] = struct{}{}
+		if !slices.Contains(out, r) {
 			out = append(out, r)
 		}
 	}
@@ -359,8 +394,9 @@ func dedupe(rooms []string) []string {
 }
 
 // onMessage is the Pub/Sub hook. It runs on the Redis connection's reading
-// goroutine, so it only classifies and hands the message to a worker; it
-// never blocks.
+// goroutine, so it only classifies and hands the message to a worker (a
+// multi-room-channel message to every worker, see barrier); it never
+// blocks.
 func (b *Broker) onMessage(m rueidis.PubSubMessage) {
 	b.lastRecv.Store(int64(time.Since(b.epoch)))
 	if m.Channel == b.nodeChannel {
@@ -380,12 +416,22 @@ func (b *Broker) onMessage(m rueidis.PubSubMessage) {
 		b.stats.oversized.Add(1)
 		return
 	}
-	q := b.queues[maphash.String(b.seed, m.Channel)%uint64(len(b.queues))]
+	if m.Channel == b.multiChannel && b.cfg.Mode == Native {
+		b.queueToAll(m.Message)
+		return
+	}
+	q := b.queues[b.queueIndex(m.Channel)]
 	select {
 	case q <- inbound{channel: m.Channel, payload: m.Message}:
 	default:
 		b.stats.dropped.Add(1)
 	}
+}
+
+// queueIndex is the worker queue of channel: one per channel keeps each
+// room's messages in order.
+func (b *Broker) queueIndex(channel string) int {
+	return int(maphash.String(b.seed, channel) % uint64(len(b.queues)))
 }
 
 func (b *Broker) worker(q chan inbound) {
@@ -398,9 +444,12 @@ func (b *Broker) worker(q chan inbound) {
 			if b.closing.Load() {
 				return
 			}
-			if b.cfg.Mode == Native {
+			switch {
+			case in.barrier != nil:
+				b.handleBarrier(in)
+			case b.cfg.Mode == Native:
 				b.handleNative(in)
-			} else {
+			default:
 				b.handleCompat(in)
 			}
 		}

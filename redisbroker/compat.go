@@ -17,6 +17,26 @@ func appendCompat(dst []byte, room string, data []byte) []byte {
 	return append(dst, '}')
 }
 
+// compatPayloads returns the payload of each room. The format repeats the
+// data per room, so the payloads must add up to at most limit (ErrTooLarge
+// otherwise): one write can then never push a subscriber past Redis's
+// Pub/Sub output buffer limit. Nothing much larger than limit is allocated.
+func compatPayloads(rooms []string, data []byte, limit int) ([][]byte, error) {
+	if len(data) > limit/len(rooms) {
+		return nil, ErrTooLarge
+	}
+	payloads := make([][]byte, len(rooms))
+	total := 0
+	for i, r := range rooms {
+		p := appendCompat(make([]byte, 0, len(r)+len(data)+20), r, data)
+		if total += len(p); total > limit {
+			return nil, ErrTooLarge
+		}
+		payloads[i] = p
+	}
+	return payloads, nil
+}
+
 // appendJSString quotes s the way JSON.stringify does: only '"', '\\' and
 // control characters are escaped (short forms \b \f \n \r \t, otherwise
 // \u00xx with lowercase hex); everything else, including U+2028/U+2029 and

@@ -132,7 +132,8 @@ type Config struct {
 
 	// Workers is the number of receive workers (default GOMAXPROCS,
 	// at least 2). Messages are assigned to workers by channel, which keeps
-	// each room's messages in order.
+	// each room's messages in order; a multi-room-channel message stops
+	// every worker until it is delivered, which keeps it in order too.
 	Workers int
 	// QueueSize is the capacity of each worker's queue (default 1024).
 	// Messages arriving while a queue is full are dropped and counted; the
@@ -140,7 +141,8 @@ type Config struct {
 	QueueSize int
 	// MaxPayload is the largest Redis message published or accepted
 	// (default 16 MiB). Larger incoming payloads are dropped and counted;
-	// larger publishes fail with ErrTooLarge.
+	// larger publishes fail with ErrTooLarge, and so do compat writes whose
+	// per-room payloads add up to more.
 	MaxPayload int
 
 	// CompatRejectExcept makes Publish in compat mode fail with

@@ -17,18 +17,25 @@
 // only receives the rooms it has members of. The payload is a versioned
 // binary envelope (see AppendEnvelope for the exact layout) carrying the
 // message id, the origin node id, the target rooms, the except list and the
-// JSON data. The same envelope is published on the channel of every target
+// JSON data. A write to several rooms whose fan-out, rooms x envelope
+// size, is at most 64 KiB is published on the channel of every target
 // room; a node receiving it on the channel of room r_i hands the server a
 // message for r_i with Skip = r_1..r_(i-1), so a spark that is a member of
 // several target rooms receives the write exactly once, from its first
 // room, without any shared state. The race this tolerates: if a spark joins
 // or leaves one of the target rooms on a receiving node between the
 // processing of two copies of one write (microseconds), it may get that
-// write twice or not at all. Copies published by this node itself are
-// dropped (its members were served before Publish). The separator is a
-// colon on purpose: primus-redis-rooms nodes subscribe to the pattern
-// "<channel>.*", so native channels never reach them. Each node also
-// listens on
+// write twice or not at all. A larger multi-room write is published once on
+//
+//	<Channel>:rooms
+//
+// which every node subscribes to; a node hands the server one message with
+// the listed rooms it hosts (exact, one copy), or ignores it if it hosts
+// none. Either way one write costs Redis its data plus its room names,
+// never their product. Copies published by this node itself are dropped
+// (its members were served before Publish). The separator is a colon on
+// purpose: primus-redis-rooms nodes subscribe to the pattern "<channel>.*",
+// so native channels never reach them. Each node also listens on
 //
 //	<Channel>:node:<NodeID>
 //
@@ -56,6 +63,10 @@
 //     node it still receives one.
 //   - Message ids and origin node ids (the origin reported to the server is
 //     the publishing channel's suffix).
+//
+// Because the data is repeated per room and every node receives every
+// payload, a compat write whose per-room payloads add up to more than
+// MaxPayload fails with ErrTooLarge before anything is published.
 //
 // Compat nodes also receive every room write of the cluster, whichever
 // rooms they host (the pattern subscription); the broker drops writes for
@@ -99,7 +110,9 @@
 // The Redis connection's reader only hands each message to one of Workers
 // bounded queues, chosen by channel, so messages of one room stay in
 // order; a full queue drops the message and counts it (Stats.Dropped)
-// rather than stall the connection. Workers decode, filter and call the
+// rather than stall the connection. A message on <Channel>:rooms is queued
+// to every worker, and the workers pause at it until it is delivered, so it
+// keeps its place among the writes of each of its rooms. Workers decode, filter and call the
 // server's handler. Subscribe and Unsubscribe only record intent; the
 // connection loop applies it in batches, and a room is unsubscribed lazily,
 // UnsubscribeDelay after its last member left, unless it was joined again.

@@ -128,6 +128,18 @@ func decodeEnvelope(p string) (env envelope, err error) {
 	return env, nil
 }
 
+// envelopeOrigin reads the origin of an envelope without decoding the
+// rest; ok is false if the header is malformed.
+func envelopeOrigin(p string) (origin string, ok bool) {
+	if len(p) == 0 || p[0] != EnvelopeVersion {
+		return "", false
+	}
+	d := decoder{p: p, i: 1}
+	d.str() // id
+	origin = d.str()
+	return origin, !d.bad
+}
+
 type decoder struct {
 	p   string
 	i   int

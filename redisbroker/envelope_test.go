@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -88,11 +89,16 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte("\x01\xff\xff\xff\xff\x0f"))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		m, err := DecodeEnvelope(payload)
+		origin, ok := envelopeOrigin(string(payload))
 		if err != nil {
 			if m != nil {
 				t.Fatal("message with error")
 			}
 			return
+		}
+		// The hook's header peek agrees with the decoder.
+		if !ok || origin != m.Origin {
+			t.Fatalf("envelopeOrigin = %q, %v; decoded origin %q", origin, ok, m.Origin)
 		}
 		if !json.Valid(m.Data) {
 			t.Fatalf("accepted invalid data %q", m.Data)
@@ -123,6 +129,18 @@ func TestUniqueRooms(t *testing.T) {
 	}
 	if got := uniqueRooms([]string{"a", "b", "a", "c", "b"}); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Errorf("uniqueRooms = %v", got)
+	}
+	// Large lists take the linear path.
+	many := make([]string, 10000)
+	for i := range many {
+		many[i] = fmt.Sprintf("room-%05d", i)
+	}
+	if got := uniqueRooms(many); &got[0] != &many[0] {
+		t.Error("copied a large slice without duplicates")
+	}
+	dup := append(slices.Clone(many), many[5], "extra", many[0], "extra")
+	if got := uniqueRooms(dup); !slices.Equal(got, append(slices.Clone(many), "extra")) {
+		t.Errorf("uniqueRooms with duplicates: %d rooms, last %q", len(got), got[len(got)-1])
 	}
 }
 

@@ -116,6 +116,8 @@ func (b *Broker) session(c rueidis.Client) (established bool, err error) {
 	base := []rueidis.Completed{dc.B().Subscribe().Channel(b.nodeChannel).Build()}
 	if b.cfg.Mode == Compat {
 		base = append(base, dc.B().Psubscribe().Pattern(b.compatPattern).Build())
+	} else {
+		base = append(base, dc.B().Subscribe().Channel(b.multiChannel).Build())
 	}
 	if err := b.do(dc, base...); err != nil {
 		return false, err

@@ -23,8 +23,12 @@ type Stats struct {
 	QueueDepth int
 
 	// Published counts Publish calls that reached Redis (a multi-room
-	// write is one publish here, even though it is one PUBLISH per room).
+	// write is one publish here, even when it is one PUBLISH per room).
 	Published uint64
+	// MultiRoomBroadcasts counts the native multi-room writes among them
+	// that went once on the multi-room channel, which every node hears,
+	// rather than on each room's channel (over the fan-out budget).
+	MultiRoomBroadcasts uint64
 	// PublishErrors counts Publish calls that failed: Redis unreachable,
 	// timeout, not connected yet, message too large, closed.
 	PublishErrors uint64
@@ -39,11 +43,12 @@ type Stats struct {
 	// Oversized counts incoming payloads over MaxPayload that were ignored.
 	Oversized uint64
 	// Dropped counts incoming messages dropped because their worker's
-	// queue was full.
+	// queue was full (a multi-room-channel message counts once when any
+	// queue was full: the rooms of those queues' workers lose it).
 	Dropped uint64
 	// Ignored counts well-formed messages that were not delivered: for a
-	// room this node does not host (any more), or, in compat mode, without
-	// a "data" field.
+	// room this node does not host (any more), multi-room-channel messages
+	// for none of its rooms, or, in compat mode, without a "data" field.
 	Ignored uint64
 
 	// Connects counts Pub/Sub connections established and subscribed;
@@ -71,6 +76,7 @@ type Stats struct {
 
 type counters struct {
 	published, publishErrors, exceptNotCarried          atomic.Uint64
+	multiRoomBroadcasts                                 atomic.Uint64
 	received, decodeErrors, oversized, dropped, ignored atomic.Uint64
 	connects, connectErrors, losses, masterSwitches     atomic.Uint64
 	probesSent, probeFailures                           atomic.Uint64
@@ -87,6 +93,7 @@ func (b *Broker) Stats() Stats {
 		NodeID:               b.cfg.NodeID,
 		Connected:            c.connected.Load(),
 		Published:            c.published.Load(),
+		MultiRoomBroadcasts:  c.multiRoomBroadcasts.Load(),
 		PublishErrors:        c.publishErrors.Load(),
 		ExceptNotCarried:     c.exceptNotCarried.Load(),
 		Received:             c.received.Load(),
