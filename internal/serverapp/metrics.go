@@ -141,6 +141,7 @@ var redisMetrics = []redisMetric{
 	{redisDesc("receive_queue_depth", "Received messages waiting for a worker."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return float64(s.QueueDepth) }},
 	{redisDesc("publishes_total", "Room writes published to Redis."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Published) }},
 	{redisDesc("publish_errors_total", "Room writes that could not be published."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.PublishErrors) }},
+	{redisDesc("multi_room_broadcasts_total", "Multi-room writes published once on the all-nodes channel (too large to fan out per room)."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.MultiRoomBroadcasts) }},
 	{redisDesc("except_not_carried_total", "Compat-mode publishes whose except list could not cross nodes."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.ExceptNotCarried) }},
 	{redisDesc("receives_total", "Messages received from Redis and handed to the server."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.Received) }},
 	{redisDesc("decode_errors_total", "Malformed Redis payloads ignored."), prometheus.CounterValue, func(s redisbroker.Stats) float64 { return float64(s.DecodeErrors) }},
