@@ -1,6 +1,7 @@
 package interop_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -29,10 +30,10 @@ func TestLargeMessages(t *testing.T) {
 	expectData(t, ctx, c, []any{big, big})
 }
 
-// Strings that look like protocol messages: an unknown primus:: type is
-// ordinary data both ways (spec §1.3), while "primus::pong::..." written
-// by the application is taken by the server as a heartbeat answer and
-// "primus::id::" as an id request, as in Primus.
+// Strings that look like protocol messages: from a client, an unknown
+// primus:: type is ordinary data (spec §1.3), while "primus::pong::..." is
+// taken by the server as a heartbeat answer and "primus::id::" as an id
+// request, as in Primus. The server writes no primus:: string as data.
 func TestProtocolLookalikes(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -51,12 +52,15 @@ func TestProtocolLookalikes(t *testing.T) {
 	expectData(t, ctx, c, map[string]any{"echo": "primus::"})
 	expectData(t, ctx, c, map[string]any{"echo": "primus:single"})
 
-	// From the server, an unknown primus:: string reaches the client's
-	// data event.
-	if err := s.Write("primus::foo::bar"); err != nil {
+	// The server never writes a "primus::" string as data (the client
+	// would take "primus::server::close" as the end): it is refused.
+	if err := s.Write("primus::foo::bar"); !errors.Is(err, primus.ErrReservedData) {
+		t.Fatalf("Write of a primus:: string: %v, want ErrReservedData", err)
+	}
+	if err := s.Write("after"); err != nil {
 		t.Fatal(err)
 	}
-	expectData(t, ctx, c, "primus::foo::bar")
+	expectData(t, ctx, c, "after")
 }
 
 // client.end(): the server sees the client close, the client ends and

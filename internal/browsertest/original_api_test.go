@@ -5,9 +5,11 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +78,9 @@ func TestOriginalAPIPage(t *testing.T) {
 		}
 		addr := ln.Addr().String()
 		ln.Close()
-		stop := runServer(t, addr)
+		// The page lives on an origin of its own, which the server must allow.
+		allow := []string{"-allowed-origins", "http://127.0.0.1:*"}
+		stop := runServer(t, addr, allow...)
 		tab := NewTab(t, browser)
 		Load(t, tab, servePage(t, "http://"+addr))
 		publish := func(data any) {
@@ -95,7 +99,7 @@ func TestOriginalAPIPage(t *testing.T) {
 		// A restart: the page reconnects on its own and its open handler joins again.
 		stop()
 		WaitFor(t, tab, wait, seenIncludes("reconnect scheduled attempt=1"), "a scheduled reconnect")
-		runServer(t, addr)
+		runServer(t, addr, allow...)
 		WaitFor(t, tab, wait, seenIncludes("reconnected"), "the reconnect")
 		WaitFor(t, tab, wait, `window.legacy.seen.filter(function (l) { return l === 'data {"ack":"joined","ok":true}'; }).length === 2`, "the second join ack")
 		publish("after restart")
@@ -105,16 +109,43 @@ func TestOriginalAPIPage(t *testing.T) {
 		}
 		Screenshot(t, tab, "original-api-page")
 	})
+
+	// Cross-site WebSocket hijacking: by default a page from another origin
+	// cannot connect (the browser sends its Origin; the server answers 403).
+	t.Run("foreign page refused by default", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		runServer(t, addr)
+		tab := NewTab(t, browser)
+		Load(t, tab, servePage(t, "http://"+addr))
+		WaitFor(t, tab, wait, seenIncludes("reconnect scheduled attempt=2"), "failed attempts")
+		if got := Eval[[]string](t, tab, `window.legacy.seen.filter(function (l) { return l.indexOf('open') === 0 || l.indexOf('data') === 0; })`); len(got) != 0 {
+			t.Fatalf("a foreign page connected: %v", got)
+		}
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if !regexp.MustCompile(`primus_rejected_upgrades_total\{reason="origin"\} [1-9]`).Match(body) {
+			t.Fatal("no upgrade was refused for its origin")
+		}
+	})
 }
 
-// runServer runs the standalone server on addr until the returned stop is
-// called (or the test ends).
-func runServer(t *testing.T, addr string) (stop func()) {
+// runServer runs the standalone server on addr with args until the
+// returned stop is called (or the test ends).
+func runServer(t *testing.T, addr string, args ...string) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- serverapp.Main(ctx, []string{"-addr", addr, "-shutdown-timeout", "5s", "-lame-duck-delay", "0", "-lame-duck-duration", "0"},
+		done <- serverapp.Main(ctx, append([]string{"-addr", addr, "-shutdown-timeout", "5s", "-lame-duck-delay", "0", "-lame-duck-duration", "0"}, args...),
 			func(string) string { return "" }, discard{}, discard{}, func(net.Addr) { close(ready) })
 	}()
 	select {
