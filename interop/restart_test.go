@@ -32,16 +32,17 @@ func (b *lockedBuffer) String() string {
 }
 
 // runMain runs the standalone server (serverapp.Main, what
-// cmd/primus-server runs) on addr until the returned stop is called; stop
-// shuts it down as SIGTERM does and returns Main's error.
-func runMain(t *testing.T, addr string, log *lockedBuffer) (stop func() error) {
+// cmd/primus-server runs) on addr with args until the returned stop is
+// called; stop shuts it down as SIGTERM does (without a lame-duck wait)
+// and returns Main's error.
+func runMain(t *testing.T, addr string, log *lockedBuffer, args ...string) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serverapp.Main(ctx, []string{"-addr", addr, "-shutdown-timeout", "5s", "-log-level", "debug",
-			"-lame-duck-delay", "0", "-lame-duck-duration", "0"},
+		done <- serverapp.Main(ctx, append([]string{"-addr", addr, "-shutdown-timeout", "5s", "-log-level", "debug",
+			"-lame-duck-delay", "0", "-lame-duck-duration", "0"}, args...),
 			func(string) string { return "" }, io.Discard, log, func(a net.Addr) { ready <- a })
 	}()
 	var once sync.Once
