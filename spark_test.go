@@ -526,6 +526,38 @@ func TestProtocolErrors(t *testing.T) {
 	}
 }
 
+// Frame lengths (RFC 6455 §5.2): the top bit of a 64-bit length must be 0
+// and every length must be in its shortest form; both are protocol
+// errors (1002), never "too big" (1009) or accepted.
+func TestFrameLengthEncoding(t *testing.T) {
+	mask := []byte{1, 2, 3, 4}
+	hello := []byte{'"' ^ 1, 'h' ^ 2, 'i' ^ 3, '"' ^ 4}
+	for name, raw := range map[string][]byte{
+		"64-bit top bit set":  append([]byte{0x81, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 4}, mask...),
+		"64-bit form of 4":    append(append([]byte{0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 4}, mask...), hello...),
+		"16-bit form of 4":    append(append([]byte{0x81, 0x80 | 126, 0, 4}, mask...), hello...),
+		"16-bit form of 125":  append([]byte{0x81, 0x80 | 126, 0, 125}, mask...),
+		"64-bit form of 1000": append([]byte{0x82, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0x03, 0xE8}, mask...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ts := startServer(t, primus.Config{})
+			c := ts.rawDial(t, "")
+			s := ts.nextSpark(t)
+			if _, err := c.Write(raw); err != nil {
+				t.Fatal(err)
+			}
+			if code := c.readClose(t); code != 1002 {
+				t.Fatalf("close code %d, want 1002", code)
+			}
+			c.Close()
+			ts.nextDisconnection(t)
+			if r := s.CloseReason(); r != primus.ReasonProtocolError {
+				t.Errorf("CloseReason %v, want %v", r, primus.ReasonProtocolError)
+			}
+		})
+	}
+}
+
 func TestRawDataInsideFragmentedMessage(t *testing.T) {
 	ts := startServer(t, primus.Config{})
 	c := ts.rawDial(t, "")

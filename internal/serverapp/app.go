@@ -43,8 +43,8 @@ type Options struct {
 	ClientPublishOff bool
 	// APIKey, when set, is required as "Authorization: Bearer <key>" by the /api endpoints.
 	APIKey string
-	// MaxAPIRequests bounds the /api requests served at once (default 32);
-	// more are answered 503.
+	// MaxAPIRequests bounds the /api requests served at once (default 16):
+	// each may hold a body of up to MaxLength. More are answered 503.
 	MaxAPIRequests int
 	// Broker is the cluster broker; nil is the in-memory broker (one node).
 	Broker primus.Broker
@@ -68,7 +68,7 @@ func New(opts Options) (*App, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.MaxAPIRequests <= 0 {
-		opts.MaxAPIRequests = 32
+		opts.MaxAPIRequests = 16
 	}
 	a := &App{opts: opts, log: opts.Logger, mux: http.NewServeMux(), api: make(chan struct{}, opts.MaxAPIRequests)}
 	pathname := opts.Pathname

@@ -99,7 +99,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	f.duration(&c.HTTP.ReadTimeout, "http-read-timeout", 30*time.Second, "time to read a whole HTTP request, body included")
 	f.duration(&c.HTTP.WriteTimeout, "http-write-timeout", 30*time.Second, "time to write a whole HTTP response")
 	f.duration(&c.HTTP.IdleTimeout, "http-idle-timeout", 30*time.Second, "how long an idle keep-alive connection is kept")
-	f.int(&c.HTTP.MaxAPIRequests, "max-api-requests", 32, "/api/* requests served at once; more get 503")
+	f.int(&c.HTTP.MaxAPIRequests, "max-api-requests", 16, "/api/* requests served at once; more get 503")
 
 	f.list(&c.Security.AllowedOrigins, "allowed-origins", "browser origins allowed besides the server's own host (comma-separated, * wildcards: https://*.example.com, app.example.com:8443, *)")
 	f.str(&c.Security.JWTHMACSecret, "jwt-hmac-secret", "", "HS256 secret (32 bytes at least): clients need a token (?token= or Authorization: Bearer) to connect; its rooms and publish claims grant joins and publishes")

@@ -180,7 +180,7 @@ func newHTTPServer(cfg Config, h http.Handler) (*http.Server, error) {
 		ReadTimeout:       cfg.HTTP.ReadTimeout,
 		WriteTimeout:      cfg.HTTP.WriteTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    32 << 10, // a spark keeps its upgrade headers
 		Protocols:         new(http.Protocols),
 	}
 	srv.Protocols.SetHTTP1(true)
