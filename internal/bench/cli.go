@@ -25,6 +25,7 @@ Usage:
   primus-bench serve   [-cpuprofile file] [-pprof addr] -- <primus-server flags>
   primus-bench floor   [-addr 127.0.0.1:0]
   primus-bench report  [-in bench-results/compare.jsonl] [-update BENCHMARKS.md]
+  primus-bench drain   [-clients 10000] [-delay 2s] [-duration 10s] [-server bin]
 
 run: N clients over the targets join rooms, a publisher sends benchmark
 messages at a fixed rate (or steps up to the maximum rate), and the
@@ -34,6 +35,8 @@ compare: starts Redis and two nodes of each stack (Go: cmd/primus-server,
 Node: testdata/node/server.js) per scenario and writes bench-results/.
 serve: the standalone server (same code as cmd/primus-server) with profiling.
 report: re-renders the table and chart of a compare results file.
+drain: N clients on one primus-server, SIGTERM, and when /readyz failed and
+each client was closed: the reconnect spread of the lame-duck shutdown.
 floor: a trivial one-process fan-out server (no Primus, no Redis) that writes
 one prebuilt frame per member: the machine's floor (compare -stacks floor,...).
 
@@ -63,6 +66,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdFloor(ctx, args[1:], stdout, stderr)
 	case "report":
 		err = cmdReport(args[1:], stderr)
+	case "drain":
+		err = cmdDrain(ctx, args[1:], stdout, stderr, logf)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
