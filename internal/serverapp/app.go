@@ -31,6 +31,7 @@ type Options struct {
 	MaxRoomNameLength   int
 	MaxConnections      int
 	MaxConnectionsPerIP int
+	TrustForwardedFor   bool
 	MessageRate         float64
 	MessageBurst        int
 	// AllowedOrigins are the browser origins allowed besides the server's
@@ -84,6 +85,7 @@ func New(opts Options) (*App, error) {
 		MaxRoomNameLength:   opts.MaxRoomNameLength,
 		MaxConnections:      opts.MaxConnections,
 		MaxConnectionsPerIP: opts.MaxConnectionsPerIP,
+		TrustForwardedFor:   opts.TrustForwardedFor,
 		MessageRate:         opts.MessageRate,
 		MessageBurst:        opts.MessageBurst,
 		CheckOrigin:         primus.AllowOrigins(opts.AllowedOrigins...),

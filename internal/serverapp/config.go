@@ -52,6 +52,7 @@ type SecurityConfig struct {
 	TLSCert, TLSKey      string   // serve HTTPS/WSS
 	MaxConns             int
 	MaxConnsPerIP        int
+	TrustForwardedFor    bool // client addresses from X-Forwarded-For (behind a proxy)
 	MaxMessagesPerSecond float64
 	MessageBurst         int
 }
@@ -109,6 +110,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	f.str(&c.Security.TLSKey, "tls-key", "", "private key file (PEM) of -tls-cert")
 	f.int(&c.Security.MaxConns, "max-conns", 0, "open WebSocket connections of this node (0: no bound); more get 503")
 	f.int(&c.Security.MaxConnsPerIP, "max-conns-per-ip", 0, "open WebSocket connections per client address (0: no bound); more get 429")
+	f.boolean(&c.Security.TrustForwardedFor, "trust-forwarded-for", false, "take client addresses (for -max-conns-per-ip and logs) from X-Forwarded-For: only behind a proxy that sets it")
 	f.float(&c.Security.MaxMessagesPerSecond, "max-messages-per-second", 0, "messages a client may send per second (0: no bound); more are refused, and a client that keeps flooding is ended")
 	f.int(&c.Security.MessageBurst, "message-burst", 0, "messages a client may send at once above -max-messages-per-second (0: the rate)")
 

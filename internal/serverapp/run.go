@@ -141,6 +141,7 @@ func appOptions(cfg Config, log *slog.Logger) (Options, error) {
 		MaxRoomNameLength:   cfg.MaxRoomNameLength,
 		MaxConnections:      sec.MaxConns,
 		MaxConnectionsPerIP: sec.MaxConnsPerIP,
+		TrustForwardedFor:   sec.TrustForwardedFor,
 		MessageRate:         sec.MaxMessagesPerSecond,
 		MessageBurst:        sec.MessageBurst,
 		AllowedOrigins:      sec.AllowedOrigins,

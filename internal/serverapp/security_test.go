@@ -350,6 +350,19 @@ func TestConnLimits(t *testing.T) {
 	if err == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("second connection from one address: %v %v, want 429", resp, err)
 	}
+	// Behind a proxy, the addresses come from X-Forwarded-For.
+	_, proxied := startApp(t, Options{MaxConnections: 2, MaxConnectionsPerIP: 1, TrustForwardedFor: true})
+	from := func(ip string) *websocket.DialOptions {
+		return &websocket.DialOptions{HTTPHeader: http.Header{"X-Forwarded-For": {ip + ", 10.0.0.1"}}}
+	}
+	for i, ip := range []string{"192.0.2.1", "192.0.2.2"} {
+		if _, _, err := tryDial(t, proxied.URL+"/primus", from(ip)); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+	}
+	if _, resp, err := tryDial(t, proxied.URL+"/primus", from("192.0.2.3")); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third connection: %v %v, want 503", resp, err)
+	}
 }
 
 // The standalone server with -tls-cert/-tls-key serves WSS (and HTTPS),
