@@ -81,8 +81,8 @@ func TestConnectionLimits(t *testing.T) {
 	if got := dialStatus(t, ts, from("10.0.0.3")); got != http.StatusServiceUnavailable {
 		t.Fatalf("fourth connection: %d, want 503", got)
 	}
-	if n := ts.Stats().RejectedLimit; n != 2 {
-		t.Errorf("RejectedLimit = %d, want 2", n)
+	if st := ts.Stats(); st.RejectedFull != 1 || st.RejectedIPFull != 1 {
+		t.Errorf("RejectedFull %d, RejectedIPFull %d, want 1, 1", st.RejectedFull, st.RejectedIPFull)
 	}
 	// A closed spark gives its place back.
 	a1.close()

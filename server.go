@@ -149,7 +149,11 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	remoteAddr := srv.remoteAddr(r)
 	if srv.limits.enabled() {
 		if err := srv.limits.acquire(remoteAddr); err != nil {
-			srv.stats.rejectedLimit.Add(1)
+			if err == errIPFull {
+				srv.stats.rejectedIPFull.Add(1)
+			} else {
+				srv.stats.rejectedFull.Add(1)
+			}
 			writeAuthError(w, err)
 			return
 		}

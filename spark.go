@@ -178,7 +178,9 @@ func (s *Spark) Join(rooms ...string) error {
 			return err
 		}
 	}
-	rooms = dedupe(rooms)
+	if len(rooms) > 1 {
+		rooms = dedupe(rooms)
+	}
 	var joined []string
 	s.mu.Lock()
 	if s.state != stateOpen {

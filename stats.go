@@ -19,7 +19,8 @@ type counters struct {
 	reservedRefused   atomic.Uint64
 	rejectedOrigin    atomic.Uint64
 	rejectedAuth      atomic.Uint64
-	rejectedLimit     atomic.Uint64
+	rejectedFull      atomic.Uint64
+	rejectedIPFull    atomic.Uint64
 	rateLimited       atomic.Uint64
 	rateLimitEnds     atomic.Uint64
 	tokenExpiries     atomic.Uint64
@@ -44,7 +45,8 @@ type Stats struct {
 	ReservedRefused   uint64 // writes refused and remote messages dropped for data that is a "primus::" string
 	RejectedOrigin    uint64 // upgrades refused by CheckOrigin (403)
 	RejectedAuth      uint64 // upgrades refused by Authorize or Authenticate
-	RejectedLimit     uint64 // upgrades refused by MaxConnections (503) or MaxConnectionsPerIP (429)
+	RejectedFull      uint64 // upgrades refused by MaxConnections (503)
+	RejectedIPFull    uint64 // upgrades refused by MaxConnectionsPerIP (429)
 	RateLimited       uint64 // messages dropped for exceeding MessageRate
 	RateLimitEnds     uint64 // sparks ended with ReasonRateLimited
 	TokenExpiries     uint64 // sparks ended with ReasonTokenExpired
@@ -71,7 +73,8 @@ func (srv *Server) Stats() Stats {
 		ReservedRefused:   c.reservedRefused.Load(),
 		RejectedOrigin:    c.rejectedOrigin.Load(),
 		RejectedAuth:      c.rejectedAuth.Load(),
-		RejectedLimit:     c.rejectedLimit.Load(),
+		RejectedFull:      c.rejectedFull.Load(),
+		RejectedIPFull:    c.rejectedIPFull.Load(),
 		RateLimited:       c.rateLimited.Load(),
 		RateLimitEnds:     c.rateLimitEnds.Load(),
 		TokenExpiries:     c.tokenExpiries.Load(),

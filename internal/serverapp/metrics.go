@@ -38,12 +38,13 @@ func newMetrics(a *App) *metrics {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "primus_ready", Help: "1 while /readyz answers 200.",
 	}, func() float64 { return b2f(!a.draining.Load() && a.brokerConnected()) }))
-	rejected := prometheus.NewDesc("primus_rejected_upgrades_total", "WebSocket upgrades refused, by reason: origin (403), auth (401/403), limit (-max-conns 503, -max-conns-per-ip 429).", []string{"reason"}, nil)
+	rejected := prometheus.NewDesc("primus_rejected_upgrades_total", "WebSocket upgrades refused, by reason: origin (403), auth (401/403), max_conns (503), max_conns_per_ip (429).", []string{"reason"}, nil)
 	ends := prometheus.NewDesc("primus_ends_total", "Sparks ended by the server for a client's behaviour, by reason.", []string{"reason"}, nil)
 	m.reg.MustRegister(statsCollector{a, []statsMetric{
 		{rejected, prometheus.CounterValue, []string{"origin"}, func(s primus.Stats) uint64 { return s.RejectedOrigin }},
 		{rejected, prometheus.CounterValue, []string{"auth"}, func(s primus.Stats) uint64 { return s.RejectedAuth }},
-		{rejected, prometheus.CounterValue, []string{"limit"}, func(s primus.Stats) uint64 { return s.RejectedLimit }},
+		{rejected, prometheus.CounterValue, []string{"max_conns"}, func(s primus.Stats) uint64 { return s.RejectedFull }},
+		{rejected, prometheus.CounterValue, []string{"max_conns_per_ip"}, func(s primus.Stats) uint64 { return s.RejectedIPFull }},
 		{ends, prometheus.CounterValue, []string{"slow_consumer"}, func(s primus.Stats) uint64 { return s.SlowConsumers }},
 		{ends, prometheus.CounterValue, []string{"heartbeat_timeout"}, func(s primus.Stats) uint64 { return s.HeartbeatTimeouts }},
 		{ends, prometheus.CounterValue, []string{"rate_limited"}, func(s primus.Stats) uint64 { return s.RateLimitEnds }},
