@@ -19,27 +19,31 @@ type Message struct {
 	Rooms []string
 	// Except lists spark IDs that must not receive the message.
 	Except []string
-	// Skip lists rooms whose members have already received this message
-	// through another copy of it (set by brokers that deliver one copy per
-	// room channel): members of any Skip room are not delivered to.
-	Skip []string
 	// Data is the JSON-encoded value.
 	Data []byte
 }
 
 // BrokerHandler receives the messages a Broker brings in from other nodes.
-// HandleMessage must not retain m.Data beyond the call unless it copies it;
-// it may be called concurrently for different rooms, but calls for one room
-// arrive in publication order.
+//
+// HandleMessage delivers m to the local members of m.Rooms, each once,
+// except m.Except and the members of any room in skip. skip is for brokers
+// that carry one copy of a multi-room write per room (as the Redis broker's
+// room channels do): with the copy for one room they pass the rooms whose
+// copies reach the same sparks, so that each spark gets the write once;
+// other brokers pass nil.
+//
+// HandleMessage must not retain m.Data beyond the call unless it copies
+// it; it may be called concurrently for different rooms, but calls for one
+// room arrive in publication order.
 type BrokerHandler interface {
-	HandleMessage(m *Message)
+	HandleMessage(m *Message, skip []string)
 }
 
 // BrokerHandlerFunc adapts a function to BrokerHandler.
-type BrokerHandlerFunc func(m *Message)
+type BrokerHandlerFunc func(m *Message, skip []string)
 
-// HandleMessage calls f(m).
-func (f BrokerHandlerFunc) HandleMessage(m *Message) { f(m) }
+// HandleMessage calls f(m, skip).
+func (f BrokerHandlerFunc) HandleMessage(m *Message, skip []string) { f(m, skip) }
 
 // Broker carries room writes between the servers ("nodes") of a cluster.
 //
@@ -59,8 +63,8 @@ func (f BrokerHandlerFunc) HandleMessage(m *Message) { f(m) }
 type Broker interface {
 	// Start begins delivering incoming messages to h. It must not block
 	// waiting for a remote system: a broker whose backend is unreachable
-	// starts anyway and connects in the background.
-	Start(ctx context.Context, h BrokerHandler) error
+	// starts anyway and connects in the background (Close ends that).
+	Start(h BrokerHandler) error
 	// Publish sends m to the other nodes that host any of m.Rooms.
 	Publish(ctx context.Context, m *Message) error
 	// Subscribe declares that this node has local members of room.

@@ -27,7 +27,7 @@ func (b *recordingBroker) record(c string) {
 	b.mu.Unlock()
 }
 
-func (b *recordingBroker) Start(_ context.Context, h primus.BrokerHandler) error {
+func (b *recordingBroker) Start(h primus.BrokerHandler) error {
 	b.record("start")
 	b.handler = h
 	return b.startErr
@@ -135,12 +135,12 @@ func TestBrokerIncoming(t *testing.T) {
 	_ = ss[0].Join("r")
 	_ = ss[1].Join("r", "s")
 	h := b.handler
-	h.HandleMessage(&primus.Message{Rooms: []string{"r"}, Data: []byte(`{"external":true}`)})
-	h.HandleMessage(&primus.Message{Origin: "me", Rooms: []string{"r"}, Data: []byte(`"own"`)})
-	h.HandleMessage(&primus.Message{Rooms: []string{"nobody"}, Data: []byte(`"nobody"`)})
-	h.HandleMessage(&primus.Message{Rooms: nil, Data: []byte(`"no rooms"`)})
-	h.HandleMessage(&primus.Message{Rooms: []string{"r", "s"}, Skip: []string{"s"}, Data: []byte(`"skip s"`)})
-	h.HandleMessage(&primus.Message{Rooms: []string{"r", "s"}, Except: []string{ss[0].ID()}, Data: []byte("\"raw \u2029\"")})
+	h.HandleMessage(&primus.Message{Rooms: []string{"r"}, Data: []byte(`{"external":true}`)}, nil)
+	h.HandleMessage(&primus.Message{Origin: "me", Rooms: []string{"r"}, Data: []byte(`"own"`)}, nil)
+	h.HandleMessage(&primus.Message{Rooms: []string{"nobody"}, Data: []byte(`"nobody"`)}, nil)
+	h.HandleMessage(&primus.Message{Rooms: nil, Data: []byte(`"no rooms"`)}, nil)
+	h.HandleMessage(&primus.Message{Rooms: []string{"r", "s"}, Data: []byte(`"skip s"`)}, []string{"s"})
+	h.HandleMessage(&primus.Message{Rooms: []string{"r", "s"}, Except: []string{ss[0].ID()}, Data: []byte("\"raw \u2029\"")}, nil)
 	_ = ts.Write("marker")
 	cs[0].expect(t, `{"external":true}`)
 	cs[0].expect(t, `"skip s"`)

@@ -58,7 +58,7 @@ type MemoryBroker struct {
 var _ Broker = (*MemoryBroker)(nil)
 
 // Start implements Broker.
-func (b *MemoryBroker) Start(_ context.Context, h BrokerHandler) error {
+func (b *MemoryBroker) Start(h BrokerHandler) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -96,7 +96,7 @@ func (b *MemoryBroker) deliver(m *Message) {
 	if b.closed || b.handler == nil || !b.hostsAny(m.Rooms) {
 		return
 	}
-	b.handler.HandleMessage(m)
+	b.handler.HandleMessage(m, nil)
 }
 
 func (b *MemoryBroker) hostsAny(rooms []string) bool {

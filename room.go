@@ -149,7 +149,7 @@ func (srv *Server) ValidateRoom(room string) error {
 }
 
 // deliverRemote is the broker handler: messages from other nodes.
-func (srv *Server) deliverRemote(m *Message) {
+func (srv *Server) deliverRemote(m *Message, skip []string) {
 	if m.Origin == srv.cfg.NodeID || len(m.Rooms) == 0 {
 		return
 	}
@@ -160,7 +160,7 @@ func (srv *Server) deliverRemote(m *Message) {
 		srv.stats.reservedRefused.Add(1)
 		return
 	}
-	srv.deliverLocal(m.Rooms, m.Skip, m.Except, textFrame(protocol.EscapeLineTerminators(m.Data)))
+	srv.deliverLocal(m.Rooms, skip, m.Except, textFrame(protocol.EscapeLineTerminators(m.Data)))
 }
 
 // deliverLocal queues frame, built once, for every local member of rooms

@@ -454,7 +454,7 @@ func TestRemoteControlStringDropped(t *testing.T) {
 	cs, ss := connectN(t, ts, 1)
 	_ = ss[0].Join("r")
 	ext := hub.NewBroker()
-	if err := ext.Start(t.Context(), primus.BrokerHandlerFunc(func(*primus.Message) {})); err != nil {
+	if err := ext.Start(primus.BrokerHandlerFunc(func(*primus.Message, []string) {})); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ext.Close() })

@@ -1,7 +1,6 @@
 package primus
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -64,7 +63,7 @@ func New(cfg Config) (*Server, error) {
 	for i := range srv.sparks {
 		srv.sparks[i].sparks = make(map[string]*Spark)
 	}
-	if err := srv.broker.Start(context.Background(), BrokerHandlerFunc(srv.deliverRemote)); err != nil {
+	if err := srv.broker.Start(BrokerHandlerFunc(srv.deliverRemote)); err != nil {
 		return nil, fmt.Errorf("primus: starting broker: %w", err)
 	}
 	go srv.heartbeat()

@@ -69,10 +69,17 @@ func RunWithLimits(t *testing.T, newCluster NewCluster, limits Limits) {
 	}
 }
 
+// Received is a message as a broker handed it to its handler: a copy of
+// the message and the rooms it said to skip.
+type Received struct {
+	primus.Message
+	Skip []string
+}
+
 // Recorder is a BrokerHandler that keeps what it receives.
 type Recorder struct {
 	mu     sync.Mutex
-	msgs   []*primus.Message
+	msgs   []*Received
 	notify chan struct{}
 }
 
@@ -80,11 +87,10 @@ type Recorder struct {
 func NewRecorder() *Recorder { return &Recorder{notify: make(chan struct{}, 1)} }
 
 // HandleMessage implements primus.BrokerHandler; it copies m.
-func (r *Recorder) HandleMessage(m *primus.Message) {
-	c := *m
+func (r *Recorder) HandleMessage(m *primus.Message, skip []string) {
+	c := Received{Message: *m, Skip: slices.Clone(skip)}
 	c.Rooms = slices.Clone(m.Rooms)
 	c.Except = slices.Clone(m.Except)
-	c.Skip = slices.Clone(m.Skip)
 	c.Data = bytes.Clone(m.Data)
 	r.mu.Lock()
 	r.msgs = append(r.msgs, &c)
@@ -96,14 +102,14 @@ func (r *Recorder) HandleMessage(m *primus.Message) {
 }
 
 // Messages returns a copy of everything received so far.
-func (r *Recorder) Messages() []*primus.Message {
+func (r *Recorder) Messages() []*Received {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.msgs)
 }
 
 // WaitFor waits until pred holds for the received messages.
-func (r *Recorder) WaitFor(t testing.TB, what string, pred func([]*primus.Message) bool) []*primus.Message {
+func (r *Recorder) WaitFor(t testing.TB, what string, pred func([]*Received) bool) []*Received {
 	t.Helper()
 	deadline := time.NewTimer(Timeout)
 	defer deadline.Stop()
@@ -120,7 +126,7 @@ func (r *Recorder) WaitFor(t testing.TB, what string, pred func([]*primus.Messag
 	}
 }
 
-func describe(msgs []*primus.Message) string {
+func describe(msgs []*Received) string {
 	var b strings.Builder
 	for i, m := range msgs {
 		if i == 10 {
@@ -146,7 +152,7 @@ func start(t testing.TB, newCluster NewCluster, n int) []node {
 	nodes := make([]node, n)
 	for i, b := range brokers {
 		rec := NewRecorder()
-		if err := b.Start(context.Background(), rec); err != nil {
+		if err := b.Start(rec); err != nil {
 			t.Fatalf("Start: %v", err)
 		}
 		nodes[i] = node{b, rec}
@@ -164,8 +170,8 @@ func publish(t testing.TB, b primus.Broker, m *primus.Message) {
 	}
 }
 
-func hasData(data string) func([]*primus.Message) bool {
-	return func(msgs []*primus.Message) bool {
+func hasData(data string) func([]*Received) bool {
+	return func(msgs []*Received) bool {
 		for _, m := range msgs {
 			if string(m.Data) == data {
 				return true
@@ -203,9 +209,9 @@ func AwaitSubscribed(t testing.TB, pub primus.Broker, sub *Recorder, room string
 	}
 }
 
-func isProbe(m *primus.Message) bool { return bytes.HasPrefix(m.Data, []byte(`{"probe":`)) }
+func isProbe(m *Received) bool { return bytes.HasPrefix(m.Data, []byte(`{"probe":`)) }
 
-func withoutProbes(msgs []*primus.Message) []*primus.Message {
+func withoutProbes(msgs []*Received) []*Received {
 	return slices.DeleteFunc(slices.Clone(msgs), isProbe)
 }
 
@@ -281,7 +287,7 @@ func testOnlyHostingNodes(t *testing.T, newCluster NewCluster) {
 // recipients applies the server's delivery rule to the copies of one
 // message a node received: a copy reaches the members of its Rooms that are
 // neither in a Skip room nor excepted.
-func recipients(copies []*primus.Message, members map[string][]string) map[string]int {
+func recipients(copies []*Received, members map[string][]string) map[string]int {
 	got := map[string]int{}
 	inAny := func(spark string, rooms []string) bool {
 		for _, r := range rooms {
@@ -333,8 +339,8 @@ func testMultiRoomExactlyOnce(t *testing.T, newCluster NewCluster, limits Limits
 		}
 	}
 	var got map[string]int
-	n[0].rec.WaitFor(t, "every member served", func(msgs []*primus.Message) bool {
-		var copies []*primus.Message
+	n[0].rec.WaitFor(t, "every member served", func(msgs []*Received) bool {
+		var copies []*Received
 		for _, m := range msgs {
 			if string(m.Data) == `"multi"` {
 				copies = append(copies, m)
@@ -347,10 +353,10 @@ func testMultiRoomExactlyOnce(t *testing.T, newCluster NewCluster, limits Limits
 	publish(t, n[1], &primus.Message{Rooms: []string{"r3"}, Data: []byte(`"after"`)})
 	publish(t, n[1], &primus.Message{Rooms: []string{"r1"}, Data: []byte(`"after1"`)})
 	publish(t, n[1], &primus.Message{Rooms: []string{"r2"}, Data: []byte(`"after2"`)})
-	msgs := n[0].rec.WaitFor(t, "markers", func(m []*primus.Message) bool {
+	msgs := n[0].rec.WaitFor(t, "markers", func(m []*Received) bool {
 		return hasData(`"after"`)(m) && hasData(`"after1"`)(m) && hasData(`"after2"`)(m)
 	})
-	var copies []*primus.Message
+	var copies []*Received
 	for _, m := range msgs {
 		if string(m.Data) == `"multi"` {
 			copies = append(copies, m)
@@ -372,7 +378,7 @@ func testPerRoomOrder(t *testing.T, newCluster NewCluster) {
 	for i := range count {
 		publish(t, n[1], &primus.Message{Rooms: []string{"ordered"}, Data: fmt.Appendf(nil, "%d", i)})
 	}
-	msgs := n[0].rec.WaitFor(t, "all messages", func(m []*primus.Message) bool { return len(withoutProbes(m)) >= count })
+	msgs := n[0].rec.WaitFor(t, "all messages", func(m []*Received) bool { return len(withoutProbes(m)) >= count })
 	msgs = withoutProbes(msgs)
 	if len(msgs) != count {
 		t.Fatalf("received %d messages, want %d", len(msgs), count)
@@ -412,7 +418,7 @@ func testConcurrentPublishers(t *testing.T, newCluster NewCluster) {
 		})
 	}
 	wg.Wait()
-	msgs := n[0].rec.WaitFor(t, "all messages", func(m []*primus.Message) bool { return len(withoutProbes(m)) >= 2*per })
+	msgs := n[0].rec.WaitFor(t, "all messages", func(m []*Received) bool { return len(withoutProbes(m)) >= 2*per })
 	msgs = withoutProbes(msgs)
 	if len(msgs) != 2*per {
 		t.Fatalf("received %d messages, want %d", len(msgs), 2*per)
@@ -475,15 +481,15 @@ func testSubscribeDuringDelivery(t *testing.T, newCluster NewCluster) {
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	var enterOnce, releaseOnce sync.Once
-	blocking := primus.BrokerHandlerFunc(func(m *primus.Message) {
+	blocking := primus.BrokerHandlerFunc(func(m *primus.Message, skip []string) {
 		if string(m.Data) == `"block"` {
 			enterOnce.Do(func() { close(entered) })
 			<-release
 		}
-		rec0.HandleMessage(m)
+		rec0.HandleMessage(m, skip)
 	})
 	for i, h := range []primus.BrokerHandler{blocking, rec1} {
-		if err := brokers[i].Start(context.Background(), h); err != nil {
+		if err := brokers[i].Start(h); err != nil {
 			t.Fatalf("Start: %v", err)
 		}
 		t.Cleanup(func() { _ = brokers[i].Close() })

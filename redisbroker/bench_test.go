@@ -62,7 +62,7 @@ type countingHandler struct {
 	done chan struct{}
 }
 
-func (h *countingHandler) HandleMessage(*primus.Message) {
+func (h *countingHandler) HandleMessage(*primus.Message, []string) {
 	if h.n.Add(1) == h.want.Load() {
 		close(h.done)
 	}
@@ -81,12 +81,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 			h := &countingHandler{done: make(chan struct{})}
 			h.want.Store(-1)
 			rec := brokertest.NewRecorder()
-			if err := sub.Start(context.Background(), primus.BrokerHandlerFunc(func(m *primus.Message) {
+			if err := sub.Start(primus.BrokerHandlerFunc(func(m *primus.Message, skip []string) {
 				if h.want.Load() < 0 {
-					rec.HandleMessage(m)
+					rec.HandleMessage(m, skip)
 					return
 				}
-				h.HandleMessage(m)
+				h.HandleMessage(m, skip)
 			})); err != nil {
 				b.Fatal(err)
 			}
@@ -128,7 +128,7 @@ func BenchmarkMultiRoomReceive(b *testing.B) {
 	cfg := testConfig(srv.Addr(), Native, freshChannel())
 	br := newBroker(b, cfg)
 	delivered := make(chan int, 1)
-	if err := br.Start(context.Background(), primus.BrokerHandlerFunc(func(m *primus.Message) { delivered <- len(m.Rooms) })); err != nil {
+	if err := br.Start(primus.BrokerHandlerFunc(func(m *primus.Message, skip []string) { delivered <- len(m.Rooms) })); err != nil {
 		b.Fatal(err)
 	}
 	rooms := roomNames(10000)

@@ -147,9 +147,8 @@ func NodeChannel(prefix, nodeID string) string { return prefix + ":node:" + node
 
 // Start implements primus.Broker: it starts the receive workers and the
 // connection loop and returns at once; if Redis is unreachable the broker
-// keeps trying in the background (Publish fails meanwhile). ctx is not
-// retained: Close ends the broker.
-func (b *Broker) Start(_ context.Context, h primus.BrokerHandler) error {
+// keeps trying in the background (Publish fails meanwhile) until Close.
+func (b *Broker) Start(h primus.BrokerHandler) error {
 	if h == nil {
 		return errors.New("redisbroker: nil handler")
 	}
@@ -500,10 +499,8 @@ func (b *Broker) handleNative(in inbound) {
 		Except: env.except,
 		Data:   bytesOf(env.data),
 	}
-	if i > 0 {
-		d.msg.Skip = env.rooms[:i:i]
-	}
-	b.deliver(&d.msg)
+	// The copies of the earlier rooms reach their members.
+	b.deliver(&d.msg, env.rooms[:i:i])
 }
 
 func (b *Broker) handleCompat(in inbound) {
@@ -522,12 +519,13 @@ func (b *Broker) handleCompat(in inbound) {
 		Rooms:  d.room[:],
 		Data:   bytesOf(cm.data),
 	}
-	b.deliver(&d.msg)
+	b.deliver(&d.msg, nil)
 }
 
-// deliver hands m to the server. b.handler is set before the workers start
-// and never changes.
-func (b *Broker) deliver(m *primus.Message) {
+// deliver hands m to the server, with the rooms whose members other
+// copies reach. b.handler is set before the workers start and never
+// changes.
+func (b *Broker) deliver(m *primus.Message, skip []string) {
 	b.stats.received.Add(1)
-	b.handler.HandleMessage(m)
+	b.handler.HandleMessage(m, skip)
 }

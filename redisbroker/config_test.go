@@ -85,18 +85,18 @@ func TestDefaults(t *testing.T) {
 
 func TestStartTwiceAndNilHandler(t *testing.T) {
 	b := newBroker(t, Config{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond})
-	if err := b.Start(context.Background(), nil); err == nil {
+	if err := b.Start(nil); err == nil {
 		t.Error("Start(nil) succeeded")
 	}
 	rec := brokertest.NewRecorder()
-	if err := b.Start(context.Background(), rec); err != nil {
+	if err := b.Start(rec); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(context.Background(), rec); err == nil {
+	if err := b.Start(rec); err == nil {
 		t.Error("second Start succeeded")
 	}
 	_ = b.Close()
-	if err := b.Start(context.Background(), rec); err == nil {
+	if err := b.Start(rec); err == nil {
 		t.Error("Start after Close succeeded")
 	}
 }

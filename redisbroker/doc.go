@@ -20,7 +20,7 @@
 // JSON data. A write to several rooms whose fan-out, rooms x envelope
 // size, is at most 64 KiB is published on the channel of every target
 // room; a node receiving it on the channel of room r_i hands the server a
-// message for r_i with Skip = r_1..r_(i-1), so a spark that is a member of
+// message for r_i with the rooms to skip r_1..r_(i-1), so a spark that is a member of
 // several target rooms receives the write exactly once, from its first
 // room, without any shared state. The race this tolerates: if a spark joins
 // or leaves one of the target rooms on a receiving node between the

@@ -41,9 +41,8 @@ type envelope struct {
 //
 // Lengths are unsigned LEB128 varints (protobuf's encoding) in their
 // shortest form; decoders reject over-long forms, so every message has
-// exactly one encoding. m.Skip is not
-// encoded (receivers derive it from the channel); m.Rooms is encoded as
-// given, so callers should remove duplicates first.
+// exactly one encoding. m.Rooms is encoded as given, so callers should
+// remove duplicates first.
 func AppendEnvelope(dst []byte, m *primus.Message) []byte {
 	dst = append(dst, EnvelopeVersion)
 	dst = appendString(dst, m.ID)
@@ -87,7 +86,7 @@ func appendString(dst []byte, s string) []byte {
 }
 
 // DecodeEnvelope decodes a native envelope. The returned message has the
-// envelope's rooms in Rooms (no Skip) and copies nothing: its strings and
+// envelope's rooms in Rooms and copies nothing: its strings and
 // Data alias payload, which must not be modified while it is in use.
 func DecodeEnvelope(payload []byte) (*primus.Message, error) {
 	env, err := decodeEnvelope(unsafe.String(unsafe.SliceData(payload), len(payload)))

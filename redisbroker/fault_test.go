@@ -298,10 +298,10 @@ type blockingHandler struct {
 	once    sync.Once
 }
 
-func (h *blockingHandler) HandleMessage(m *primus.Message) {
+func (h *blockingHandler) HandleMessage(m *primus.Message, skip []string) {
 	h.once.Do(func() { close(h.entered) })
 	<-h.release
-	h.Recorder.HandleMessage(m)
+	h.Recorder.HandleMessage(m, skip)
 }
 
 func TestSlowHandlerDropsInsteadOfBlocking(t *testing.T) {
@@ -312,7 +312,7 @@ func TestSlowHandlerDropsInsteadOfBlocking(t *testing.T) {
 	cfgA.ProbeInterval = 200 * time.Millisecond
 	a := newBroker(t, cfgA)
 	h := &blockingHandler{Recorder: brokertest.NewRecorder(), entered: make(chan struct{}), release: make(chan struct{})}
-	if err := a.Start(context.Background(), h); err != nil {
+	if err := a.Start(h); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := startBroker(t, cfg)
@@ -334,7 +334,7 @@ func TestSlowHandlerDropsInsteadOfBlocking(t *testing.T) {
 		t.Fatalf("connection suffered from a blocked handler: %+v", s)
 	}
 	close(h.release)
-	msgs := h.WaitFor(t, "queued messages", func(m []*primus.Message) bool { return len(m) >= 50-int(a.Stats().Dropped) })
+	msgs := h.WaitFor(t, "queued messages", func(m []*brokertest.Received) bool { return len(m) >= 50-int(a.Stats().Dropped) })
 	last := -1
 	for _, m := range msgs {
 		var n int
@@ -379,7 +379,7 @@ func TestMalformedPayloads(t *testing.T) {
 		// omitted (= the channel's room).
 		srv.Publish(ch, "\x01\x00\x00\x00\x00"+`{"ext":true}`)
 		srv.Publish(ch, env(&primus.Message{ID: "x", Origin: "other-node", Rooms: []string{"r"}, Data: []byte(`"marker"`)}))
-		msgs := rec.WaitFor(t, "the marker", func(m []*primus.Message) bool { return len(m) >= 2 })
+		msgs := rec.WaitFor(t, "the marker", func(m []*brokertest.Received) bool { return len(m) >= 2 })
 		if len(msgs) != 2 || string(msgs[0].Data) != `{"ext":true}` || string(msgs[1].Data) != `"marker"` {
 			t.Fatalf("received %d messages, first %s", len(msgs), msgs[0].Data)
 		}
@@ -410,7 +410,7 @@ func TestMalformedPayloads(t *testing.T) {
 		srv.Publish(ch, `{"room":"foo","data":null}`)
 		srv.Publish(cfg.Channel+".a.b.c", `{"room":"foo","data":{"nested":[1,{"x":true}]}}`)
 		srv.Publish(ch, `{"room":"foo","data":"marker"}`)
-		msgs := rec.WaitFor(t, "the three deliverable messages", func(m []*primus.Message) bool { return len(m) >= 3 })
+		msgs := rec.WaitFor(t, "the three deliverable messages", func(m []*brokertest.Received) bool { return len(m) >= 3 })
 		var got []string
 		for _, m := range msgs {
 			got = append(got, string(m.Data))

@@ -1,7 +1,6 @@
 package redisbroker
 
 import (
-	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -51,7 +50,7 @@ func startBroker(t testing.TB, cfg Config) (*Broker, *brokertest.Recorder) {
 	t.Helper()
 	b := newBroker(t, cfg)
 	rec := brokertest.NewRecorder()
-	if err := b.Start(context.Background(), rec); err != nil {
+	if err := b.Start(rec); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	return b, rec

@@ -112,12 +112,13 @@ func (b *Broker) handleBarrier(in inbound) {
 	if b.closing.Load() {
 		return
 	}
-	b.deliver(m)
+	b.deliver(m, nil)
 }
 
 // decodeMultiRoom decodes a multi-room-channel envelope into the message
 // for the server: the listed rooms this node hosts, in list order, with the
-// except list and no Skip (the server then serves each local member once).
+// except list, to be handed over with no rooms to skip (the server then
+// serves each local member once).
 // It returns nil, after counting why, when there is nothing to deliver.
 func (b *Broker) decodeMultiRoom(payload string) *primus.Message {
 	env, err := decodeEnvelope(payload)

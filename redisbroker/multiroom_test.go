@@ -41,13 +41,13 @@ func newSummaryRecorder(data string) *summaryRecorder {
 	return &summaryRecorder{data: data, rest: brokertest.NewRecorder(), notify: make(chan struct{}, 1)}
 }
 
-func (r *summaryRecorder) HandleMessage(m *primus.Message) {
+func (r *summaryRecorder) HandleMessage(m *primus.Message, skip []string) {
 	if string(m.Data) != r.data {
-		r.rest.HandleMessage(m)
+		r.rest.HandleMessage(m, skip)
 		return
 	}
 	r.mu.Lock()
-	r.calls = append(r.calls, call{rooms: slices.Clone(m.Rooms), except: slices.Clone(m.Except), skip: len(m.Skip)})
+	r.calls = append(r.calls, call{rooms: slices.Clone(m.Rooms), except: slices.Clone(m.Except), skip: len(skip)})
 	r.mu.Unlock()
 	select {
 	case r.notify <- struct{}{}:
@@ -129,7 +129,7 @@ func TestMultiRoomWriteBytes(t *testing.T) {
 	data := `{"blob":"` + strings.Repeat("x", 150_000) + `"}`
 	rec := newSummaryRecorder(data)
 	b := newBroker(t, cfg)
-	if err := b.Start(context.Background(), rec); err != nil {
+	if err := b.Start(rec); err != nil {
 		t.Fatal(err)
 	}
 	names := roomNames(rooms)
@@ -192,7 +192,7 @@ func TestMultiRoomWriteBytes(t *testing.T) {
 	}
 }
 
-func isProbe(m *primus.Message) bool { return strings.HasPrefix(string(m.Data), `{"probe":`) }
+func isProbe(m *brokertest.Received) bool { return strings.HasPrefix(string(m.Data), `{"probe":`) }
 
 // TestMultiRoomOrder: a write on the multi-room channel is handed to the
 // server in publication order with the single-room writes of its rooms,
@@ -238,7 +238,7 @@ func TestMultiRoomOrder(t *testing.T) {
 		t.Fatalf("MultiRoomBroadcasts = %d, want %d", n, rounds)
 	}
 	want := rounds * (1 + len(singles))
-	msgs := rec.WaitFor(t, "every write", func(m []*primus.Message) bool {
+	msgs := rec.WaitFor(t, "every write", func(m []*brokertest.Received) bool {
 		return len(slices.DeleteFunc(slices.Clone(m), isProbe)) >= want
 	})
 	// Per room, the writes that include it arrive as published.
@@ -274,7 +274,7 @@ func TestMultiRoomOrder(t *testing.T) {
 // recipients applies the server's delivery rule to the calls a node got
 // for one write: a call reaches the members of its Rooms that are in no
 // Skip room and not excepted.
-func recipients(calls []*primus.Message, members map[string][]string) map[string]int {
+func recipients(calls []*brokertest.Received, members map[string][]string) map[string]int {
 	got := map[string]int{}
 	for _, c := range calls {
 		skipped := map[string]bool{}
@@ -337,7 +337,7 @@ func TestMultiRoomExactlyOnceMixed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	msgs := rec1.WaitFor(t, "the markers", func(m []*primus.Message) bool {
+	msgs := rec1.WaitFor(t, "the markers", func(m []*brokertest.Received) bool {
 		n := 0
 		for _, m := range m {
 			if strings.HasPrefix(string(m.Data), `"after `) {
@@ -346,7 +346,7 @@ func TestMultiRoomExactlyOnceMixed(t *testing.T) {
 		}
 		return n == 3
 	})
-	var small, big []*primus.Message
+	var small, big []*brokertest.Received
 	for _, m := range msgs {
 		switch string(m.Data) {
 		case `"small"`:
@@ -356,7 +356,7 @@ func TestMultiRoomExactlyOnceMixed(t *testing.T) {
 		}
 	}
 	want := map[string]int{"s1": 1, "s2": 1, "s12": 1, "s123": 1}
-	for name, calls := range map[string][]*primus.Message{"small": small, "big": big} {
+	for name, calls := range map[string][]*brokertest.Received{"small": small, "big": big} {
 		if got := recipients(calls, members); !maps.Equal(got, want) {
 			t.Errorf("%s write: recipients %v, want %v", name, got, want)
 		}
@@ -396,12 +396,12 @@ func TestCloseAtBarrier(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	var releaseOnce sync.Once
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
-	if err := b.Start(context.Background(), primus.BrokerHandlerFunc(func(m *primus.Message) {
+	if err := b.Start(primus.BrokerHandlerFunc(func(m *primus.Message, skip []string) {
 		if string(m.Data) == `"block"` {
 			close(entered)
 			<-release
 		}
-		rec.HandleMessage(m)
+		rec.HandleMessage(m, skip)
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +474,7 @@ func TestMultiRoomChannelPayloads(t *testing.T) {
 	srv.Publish(ch, env(&primus.Message{Rooms: []string{"x", "y"}, Data: []byte(`"none hosted"`)}))
 	srv.Publish(ch, env(&primus.Message{Rooms: []string{"a"}, Data: []byte(`"` + strings.Repeat("o", 70<<10) + `"`)}))
 	srv.Publish(ch, env(&primus.Message{ID: "e", Rooms: []string{"c", "x", "a", "c"}, Except: []string{"s"}, Data: []byte(`"external"`)}))
-	msgs := rec.WaitFor(t, "the external write", func(m []*primus.Message) bool { return len(m) > 0 })
+	msgs := rec.WaitFor(t, "the external write", func(m []*brokertest.Received) bool { return len(m) > 0 })
 	if len(msgs) != 1 || string(msgs[0].Data) != `"external"` {
 		t.Fatalf("received %d messages, first %s", len(msgs), msgs[0].Data)
 	}
@@ -529,7 +529,7 @@ func TestCompatMultiRoomTooLarge(t *testing.T) {
 	if err := a.Publish(context.Background(), &primus.Message{Rooms: rooms[:5], Data: data}); err != nil {
 		t.Fatal(err)
 	}
-	rec.WaitFor(t, "five copies", func(m []*primus.Message) bool {
+	rec.WaitFor(t, "five copies", func(m []*brokertest.Received) bool {
 		n := 0
 		for _, m := range m {
 			if string(m.Data) == string(data) {
@@ -575,12 +575,12 @@ func TestMultiRoomFullQueue(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	var releaseOnce sync.Once
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
-	if err := b.Start(context.Background(), primus.BrokerHandlerFunc(func(m *primus.Message) {
+	if err := b.Start(primus.BrokerHandlerFunc(func(m *primus.Message, skip []string) {
 		if string(m.Data) == `"block"` {
 			close(entered)
 			<-release
 		}
-		rec.HandleMessage(m)
+		rec.HandleMessage(m, skip)
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -610,8 +610,8 @@ func TestMultiRoomFullQueue(t *testing.T) {
 	if err := a.Publish(ctx, &primus.Message{Rooms: rooms, Data: []byte(big)}); err != nil {
 		t.Fatal(err)
 	}
-	msgs := rec.WaitFor(t, "the big write", func(m []*primus.Message) bool {
-		return slices.ContainsFunc(m, func(m *primus.Message) bool { return string(m.Data) == big })
+	msgs := rec.WaitFor(t, "the big write", func(m []*brokertest.Received) bool {
+		return slices.ContainsFunc(m, func(m *brokertest.Received) bool { return string(m.Data) == big })
 	})
 	if m := msgs[len(msgs)-1]; !slices.Equal(m.Rooms, served) {
 		t.Errorf("delivered to %d rooms, want the %d of worker 0", len(m.Rooms), len(served))
@@ -620,7 +620,7 @@ func TestMultiRoomFullQueue(t *testing.T) {
 		t.Errorf("Dropped = %d, want 1", s.Dropped)
 	}
 	releaseOnce.Do(func() { close(release) })
-	msgs = rec.WaitFor(t, "the queued writes", func(m []*primus.Message) bool { return string(m[len(m)-1].Data) == `"queued 2"` })
+	msgs = rec.WaitFor(t, "the queued writes", func(m []*brokertest.Received) bool { return string(m[len(m)-1].Data) == `"queued 2"` })
 	if got := string(msgs[len(msgs)-2].Data); got != `"queued 1"` {
 		t.Errorf("before the last queued write: %s", got)
 	}
