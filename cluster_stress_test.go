@@ -27,7 +27,7 @@ func TestClusterJoinsDuringRemoteWrites(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; !stop.Load(); i++ {
 				_ = s.Join(name(i))
-				_ = s.Leave(name(i))
+				s.Leave(name(i))
 			}
 		})
 	}
@@ -99,7 +99,7 @@ func TestChaos(t *testing.T) {
 					_ = p.c.conn.Write(ctx, websocket.MessageText, []byte(`"`+room+`"`))
 					cancel()
 				case 3:
-					_ = p.s.Leave(room)
+					p.s.Leave(room)
 				case 4:
 					_ = p.s.Write(j)
 				case 5:

@@ -143,7 +143,7 @@ func TestClusterLeaveStopsRemoteDelivery(t *testing.T) {
 	_ = sb[0].Join("foo")
 	_ = a.Room("foo").Write(1)
 	cb[0].expect(t, `1`)
-	_ = sb[0].Leave("foo")
+	sb[0].Leave("foo")
 	_ = a.Room("foo").Write(2)
 	_ = sb[0].Join("foo")
 	_ = a.Room("foo").Write(3)

@@ -106,7 +106,7 @@ func (srv *Server) IsRoomEmpty(room string) bool { return srv.index.size(room) =
 func (srv *Server) Empty(rooms ...string) {
 	for _, room := range rooms {
 		for _, s := range srv.index.snapshot(room) {
-			_ = s.Leave(room)
+			s.Leave(room)
 		}
 	}
 }

@@ -19,9 +19,10 @@ import (
 
 // Spark is one client connection, in Primus's words.
 //
-// All methods are safe for concurrent use. Handlers registered with OnData,
-// OnEnd and OnError should be set in Config.OnConnection, which runs before
-// the spark reads its first message.
+// All methods are safe for concurrent use. OnData, OnEnd and OnError add a
+// handler, as Primus's spark.on does: every handler added runs, in the
+// order added (there is no removal). Add them in Config.OnConnection,
+// which runs before the spark reads its first message.
 type Spark struct {
 	srv        *Server
 	id         string
@@ -44,9 +45,9 @@ type Spark struct {
 	reason  CloseReason
 	rooms   map[string]struct{}
 	values  map[any]any
-	onData  func(*Spark, Data)
+	onData  []func(*Spark, Data)
 	onEnd   []func(*Spark, CloseReason)
-	onError func(*Spark, error)
+	onError []func(*Spark, error)
 
 	out outQueue
 }
@@ -71,12 +72,12 @@ func (s *Spark) Headers() http.Header { return s.header }
 // RemoteAddr returns the client's address as seen by the server (see Config.TrustForwardedFor).
 func (s *Spark) RemoteAddr() string { return s.remoteAddr }
 
-// OnData sets the handler for the spark's messages. It runs on the spark's
-// reader goroutine, so messages of one spark are handled in order; a slow
-// handler delays only this spark.
+// OnData adds a handler for the spark's messages. Handlers run on the
+// spark's reader goroutine, so messages of one spark are handled in order;
+// a slow handler delays only this spark.
 func (s *Spark) OnData(fn func(*Spark, Data)) {
 	s.mu.Lock()
-	s.onData = fn
+	s.onData = append(s.onData, fn)
 	s.mu.Unlock()
 }
 
@@ -88,11 +89,12 @@ func (s *Spark) OnEnd(fn func(*Spark, CloseReason)) {
 	s.mu.Unlock()
 }
 
-// OnError sets the handler for errors of this spark that do not close it
-// (for example a message that is not valid JSON, a *ParseError).
+// OnError adds a handler for errors of this spark that do not close it
+// (a message that is not valid JSON is a *ParseError, one over the rate
+// limit a *RateLimitError).
 func (s *Spark) OnError(fn func(*Spark, error)) {
 	s.mu.Lock()
-	s.onError = fn
+	s.onError = append(s.onError, fn)
 	s.mu.Unlock()
 }
 
@@ -220,7 +222,7 @@ func (s *Spark) Join(rooms ...string) error {
 }
 
 // Leave removes the spark from rooms; rooms it is not in are ignored.
-func (s *Spark) Leave(rooms ...string) error {
+func (s *Spark) Leave(rooms ...string) {
 	var left []string
 	s.mu.Lock()
 	for _, r := range rooms {
@@ -233,16 +235,14 @@ func (s *Spark) Leave(rooms ...string) error {
 	}
 	s.mu.Unlock()
 	s.emitLeave(left)
-	return nil
 }
 
 // LeaveAll removes the spark from every room it is in.
-func (s *Spark) LeaveAll() error {
+func (s *Spark) LeaveAll() {
 	s.mu.Lock()
 	left := s.takeRoomsLocked()
 	s.mu.Unlock()
 	s.emitLeave(left)
-	return nil
 }
 
 func (s *Spark) takeRoomsLocked() []string {
@@ -401,19 +401,21 @@ func (s *Spark) lingerAfterClose() {
 // Primus's spark.end() stops emitting data.
 func (s *Spark) dispatch(d Data) {
 	s.mu.Lock()
-	fn := s.onData
+	handlers := s.onData // appends never touch the elements seen here
 	open := s.state == stateOpen
 	s.mu.Unlock()
-	if fn != nil && open {
-		fn(s, d)
+	if open {
+		for _, fn := range handlers {
+			fn(s, d)
+		}
 	}
 }
 
 func (s *Spark) reportError(err error) {
 	s.mu.Lock()
-	fn := s.onError
+	handlers := s.onError
 	s.mu.Unlock()
-	if fn != nil {
+	for _, fn := range handlers {
 		fn(s, err)
 	}
 	s.srv.log.Debug("primus: spark error", "spark", s.id, "err", err)

@@ -662,3 +662,28 @@ func TestErrorAndReasonText(t *testing.T) {
 		t.Errorf("zero Data = %q", d.String())
 	}
 }
+
+// OnData, OnError and OnEnd add handlers (as spark.on does): each runs, in
+// the order added.
+func TestHandlersAdd(t *testing.T) {
+	calls := newQueue[string]()
+	ts := startServer(t, primus.Config{OnConnection: func(s *primus.Spark) {
+		for _, name := range []string{"first", "second"} {
+			s.OnData(func(_ *primus.Spark, d primus.Data) { calls.put(name + " data " + string(d.JSON())) })
+			s.OnError(func(*primus.Spark, error) { calls.put(name + " error") })
+			s.OnEnd(func(*primus.Spark, primus.CloseReason) { calls.put(name + " end") })
+		}
+	}})
+	c := ts.dial(t, dialOpts{})
+	ts.nextSpark(t)
+	c.send(t, `1`)
+	c.send(t, `not json`)
+	c.close()
+	ctx, cancel := waitCtx()
+	defer cancel()
+	for _, want := range []string{"first data 1", "second data 1", "first error", "second error", "first end", "second end"} {
+		if got, _ := calls.get(ctx); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+}

@@ -157,7 +157,7 @@ func (n *node) handle(s *primus.Spark, d primus.Data) {
 	case m.Join != "":
 		err = s.Join(m.Join)
 	case m.Leave != "":
-		err = s.Leave(m.Leave)
+		s.Leave(m.Leave)
 	case m.Room != "":
 		err = n.srv.Room(m.Room).Write(m.Data)
 	case m.Echo != nil:

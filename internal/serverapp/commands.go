@@ -131,9 +131,11 @@ func (a *App) run(s *primus.Spark, cmd *command) error {
 		}
 		return s.Join(cmd.Join...)
 	case cmd.Leave != nil:
-		return s.Leave(cmd.Leave...)
+		s.Leave(cmd.Leave...)
+		return nil
 	case cmd.LeaveAll:
-		return s.LeaveAll()
+		s.LeaveAll()
+		return nil
 	case cmd.Publish != nil:
 		p := cmd.Publish
 		if a.opts.ClientPublishOff {
