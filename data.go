@@ -41,13 +41,3 @@ func (d Data) String() string {
 	}
 	return string(d.raw)
 }
-
-// ParseError reports an incoming message that was not valid JSON; the
-// message is dropped and the connection stays open, as in Primus.
-type ParseError struct {
-	Data []byte
-	Err  error
-}
-
-func (e *ParseError) Error() string { return "primus: " + e.Err.Error() }
-func (e *ParseError) Unwrap() error { return e.Err }

@@ -28,6 +28,8 @@ var (
 	ErrReservedData = errors.New(`primus: data is a string starting with "primus::", which clients take as a protocol message`)
 	// ErrRateLimited is wrapped by *RateLimitError.
 	ErrRateLimited = errors.New("primus: message rate limit exceeded")
+	// ErrBrokerClosed is returned by a Broker used after Close.
+	ErrBrokerClosed = errors.New("primus: broker closed")
 )
 
 // RateLimitError is passed to a spark's OnError handler for a message that
@@ -43,3 +45,23 @@ func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
 func invalidRoom(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidRoom}, args...)...)
 }
+
+// ParseError reports an incoming message that was not valid JSON; the
+// message is dropped and the connection stays open, as in Primus.
+type ParseError struct {
+	Data []byte
+	Err  error
+}
+
+func (e *ParseError) Error() string { return "primus: " + e.Err.Error() }
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// AuthError rejects an upgrade from Config.Authorize with a status other
+// than 401 or with a WWW-Authenticate challenge.
+type AuthError struct {
+	Status       int    // default 401
+	Message      string // sent as {"error": Message}
+	Authenticate string // optional WWW-Authenticate header
+}
+
+func (e *AuthError) Error() string { return e.Message }

@@ -11,16 +11,6 @@ import (
 // speaks; /spec reports it, as the original reports its own version.
 const ProtocolVersion = "8.0.9"
 
-// AuthError rejects an upgrade from Config.Authorize with a status other
-// than 401 or with a WWW-Authenticate challenge.
-type AuthError struct {
-	Status       int    // default 401
-	Message      string // sent as {"error": Message}
-	Authenticate string // optional WWW-Authenticate header
-}
-
-func (e *AuthError) Error() string { return e.Message }
-
 func writeAuthError(w http.ResponseWriter, err error) {
 	status, msg := http.StatusUnauthorized, err.Error()
 	var ae *AuthError

@@ -2,12 +2,8 @@ package primus
 
 import (
 	"context"
-	"errors"
 	"sync"
 )
-
-// ErrBrokerClosed is returned by a Broker used after Close.
-var ErrBrokerClosed = errors.New("primus: broker closed")
 
 // MemoryHub connects MemoryBrokers in one process: every broker made by the
 // same hub is a node of one cluster. Several Servers sharing a hub behave

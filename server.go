@@ -113,10 +113,13 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := ws.CheckHandshake(r); err != nil {
+		status, msg := http.StatusBadRequest, err.Error()
 		var he *ws.HandshakeError
-		errors.As(err, &he)
+		if errors.As(err, &he) {
+			status, msg = he.Status, he.Msg
+		}
 		w.Header().Set("Sec-WebSocket-Version", "13")
-		http.Error(w, he.Msg, he.Status)
+		http.Error(w, msg, status)
 		return
 	}
 	if srv.cfg.CheckOrigin != nil && !srv.cfg.CheckOrigin(r) {
@@ -148,7 +151,7 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	remoteAddr := srv.remoteAddr(r)
 	if srv.limits.enabled() {
 		if err := srv.limits.acquire(remoteAddr); err != nil {
-			if err == errIPFull {
+			if errors.Is(err, errIPFull) {
 				srv.stats.rejectedIPFull.Add(1)
 			} else {
 				srv.stats.rejectedFull.Add(1)

@@ -182,7 +182,7 @@ func (a *App) handlePublish(w http.ResponseWriter, r *http.Request) {
 	err := dec.Decode(&req)
 	if err == nil {
 		var extra json.RawMessage
-		if err = dec.Decode(&extra); err == io.EOF {
+		if err = dec.Decode(&extra); errors.Is(err, io.EOF) {
 			err = nil
 		} else if !errors.As(err, &mbe) {
 			err = errors.New("trailing data after the JSON value")
