@@ -31,11 +31,13 @@ type Server struct {
 	flushers flushPool
 	limits   connLimits
 	wg       sync.WaitGroup // reader, flusher and writer goroutines
-	gate     sync.Mutex     // orders wg.Add of new sparks before Shutdown's wg.Wait
-	closing  atomic.Bool
-	stopBeat chan struct{}
-	beatDone chan struct{}
-	msgSeq   atomic.Uint64
+	// registerMu makes registering a spark (wg.Add) and the start of a
+	// shutdown mutually exclusive, so Shutdown's wg.Wait sees every spark.
+	registerMu sync.Mutex
+	closing    atomic.Bool
+	stopBeat   chan struct{}
+	beatDone   chan struct{}
+	msgSeq     atomic.Uint64
 }
 
 type sparkShard struct {
@@ -181,9 +183,9 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		s.limit = newRateLimit(srv.cfg.MessageRate, srv.cfg.MessageBurst)
 	}
 	s.alive.Store(true)
-	srv.gate.Lock()
+	srv.registerMu.Lock()
 	if srv.closing.Load() {
-		srv.gate.Unlock()
+		srv.registerMu.Unlock()
 		srv.releaseLimit(remoteAddr)
 		// Shutdown began during the handshake.
 		_, _ = conn.Write(ws.CloseFrame(ws.CloseGoingAway, ""))
@@ -192,7 +194,7 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	srv.wg.Add(1)
 	srv.addSpark(s)
-	srv.gate.Unlock()
+	srv.registerMu.Unlock()
 	srv.stats.connectionsTotal.Add(1)
 	if identity != nil && !identity.Expires.IsZero() {
 		s.expiry = time.AfterFunc(time.Until(identity.Expires), s.expire)

@@ -59,8 +59,8 @@ const drainStep = 20 * time.Millisecond
 // stopAccepting makes upgrades fail with 503; it reports false if the
 // server was already closing.
 func (srv *Server) stopAccepting() bool {
-	srv.gate.Lock()
-	defer srv.gate.Unlock()
+	srv.registerMu.Lock()
+	defer srv.registerMu.Unlock()
 	return !srv.closing.Swap(true)
 }
 

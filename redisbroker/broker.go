@@ -44,7 +44,7 @@ type Broker struct {
 	compatPattern string // compat: "<channel>.*"
 	probePrefix   string
 
-	client atomic.Pointer[clientBox]
+	client atomic.Pointer[redisClient]
 
 	// mu guards the room index and the handler.
 	mu       sync.RWMutex
@@ -55,7 +55,7 @@ type Broker struct {
 	handler  primus.BrokerHandler
 	started  bool
 
-	kick        chan struct{}
+	wake        chan struct{} // the connection loop applies subscriptions now
 	attempted   chan struct{} // closed when the first connection attempt is over
 	attemptOnce sync.Once
 	done        chan struct{}
@@ -76,7 +76,9 @@ type Broker struct {
 	stats counters
 }
 
-type clientBox struct{ c rueidis.Client }
+// redisClient holds the client for the atomic pointer (nil until the first
+// connection succeeds).
+type redisClient struct{ c rueidis.Client }
 
 type roomState struct {
 	wanted     bool // the server declared local members
@@ -118,7 +120,7 @@ func New(cfg Config) (*Broker, error) {
 		rooms:         make(map[string]*roomState),
 		toSub:         make(map[string]struct{}),
 		unwanted:      make(map[string]time.Time),
-		kick:          make(chan struct{}, 1),
+		wake:          make(chan struct{}, 1),
 		attempted:     make(chan struct{}),
 		done:          make(chan struct{}),
 		queues:        make([]chan inbound, cfg.Workers),
@@ -210,7 +212,7 @@ func (b *Broker) Subscribe(room string) {
 	delete(b.unwanted, room)
 	if !st.subscribed {
 		b.toSub[room] = struct{}{}
-		b.kickLoop()
+		b.wakeLoop()
 	}
 }
 
@@ -233,13 +235,13 @@ func (b *Broker) Unsubscribe(room string) {
 	}
 	b.unwanted[room] = time.Now()
 	if b.cfg.UnsubscribeDelay == 0 {
-		b.kickLoop()
+		b.wakeLoop()
 	}
 }
 
-func (b *Broker) kickLoop() {
+func (b *Broker) wakeLoop() {
 	select {
-	case b.kick <- struct{}{}:
+	case b.wake <- struct{}{}:
 	default:
 	}
 }

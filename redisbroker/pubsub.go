@@ -73,7 +73,7 @@ func (b *Broker) connect() error {
 		c.Close()
 		return primus.ErrBrokerClosed
 	}
-	b.client.Store(&clientBox{c: c})
+	b.client.Store(&redisClient{c: c})
 	return nil
 }
 
@@ -142,7 +142,7 @@ func (b *Broker) session(c rueidis.Client) (established bool, err error) {
 			return true, nil
 		case err := <-closed:
 			return true, orClosed(err)
-		case <-b.kick:
+		case <-b.wake:
 			if err := b.applyRooms(dc); err != nil {
 				return true, err
 			}
@@ -274,7 +274,7 @@ func (b *Broker) applyRooms(dc rueidis.DedicatedClient) error {
 			// Joined again while the UNSUBSCRIBE was in flight.
 			st.subscribed = false
 			b.toSub[room] = struct{}{}
-			b.kickLoop()
+			b.wakeLoop()
 			continue
 		}
 		delete(b.rooms, room)

@@ -345,11 +345,11 @@ func TestHealthMetricsDemo(t *testing.T) {
 	}
 }
 
-func TestParseConfig(t *testing.T) {
+func TestParseFlags(t *testing.T) {
 	env := map[string]string{"PRIMUS_ADDR": "127.0.0.1:9999", "PRIMUS_PING_INTERVAL": "5s", "PRIMUS_REDIS_MODE": "compat", "PRIMUS_CHANNEL": "env"}
 	getenv := func(k string) string { return env[k] }
 	var stderr bytes.Buffer
-	c, err := ParseConfig([]string{"-channel", "flag", "-max-length", "64"}, getenv, &stderr)
+	c, err := ParseFlags([]string{"-channel", "flag", "-max-length", "64"}, getenv, &stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,8 +362,8 @@ func TestParseConfig(t *testing.T) {
 	for _, args := range [][]string{
 		{"-ping-interval", "soon"}, {"-max-length", "-1"}, {"-redis-mode", "cluster"}, {"-log-level", "loud"}, {"extra"}, {"-nope"},
 	} {
-		if _, err := ParseConfig(args, func(string) string { return "" }, &stderr); err == nil {
-			t.Errorf("ParseConfig(%v) accepted", args)
+		if _, err := ParseFlags(args, func(string) string { return "" }, &stderr); err == nil {
+			t.Errorf("ParseFlags(%v) accepted", args)
 		}
 	}
 }

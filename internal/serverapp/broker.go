@@ -9,7 +9,7 @@ import (
 )
 
 // newBroker builds the broker the configuration asks for (nil: in-memory).
-func newBroker(r RedisConfig, log *slog.Logger) (primus.Broker, error) {
+func newBroker(r RedisFlags, log *slog.Logger) (primus.Broker, error) {
 	if !r.Enabled() {
 		return nil, nil
 	}

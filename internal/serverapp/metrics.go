@@ -37,7 +37,7 @@ func newMetrics(a *App) *metrics {
 	}, func() float64 { return 1 }))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "primus_ready", Help: "1 while /readyz answers 200.",
-	}, func() float64 { return b2f(!a.draining.Load() && a.brokerConnected()) }))
+	}, func() float64 { return oneIfTrue(!a.draining.Load() && a.brokerConnected()) }))
 	rejected := prometheus.NewDesc("primus_rejected_upgrades_total", "WebSocket upgrades refused, by reason: origin (403), auth (401/403), max_conns (503), max_conns_per_ip (429).", []string{"reason"}, nil)
 	ends := prometheus.NewDesc("primus_ends_total", "Sparks ended by the server for a client's behaviour, by reason.", []string{"reason"}, nil)
 	m.reg.MustRegister(statsCollector{a, []statsMetric{
@@ -128,7 +128,8 @@ func redisDesc(name, help string) *prometheus.Desc {
 	return prometheus.NewDesc("primus_redis_"+name, help, nil, nil)
 }
 
-func b2f(b bool) float64 {
+// oneIfTrue is a gauge's value for a condition.
+func oneIfTrue(b bool) float64 {
 	if b {
 		return 1
 	}
@@ -136,7 +137,7 @@ func b2f(b bool) float64 {
 }
 
 var redisMetrics = []redisMetric{
-	{redisDesc("connected", "1 while the Pub/Sub connection is up and subscribed."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return b2f(s.Connected) }},
+	{redisDesc("connected", "1 while the Pub/Sub connection is up and subscribed."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return oneIfTrue(s.Connected) }},
 	{redisDesc("rooms", "Rooms this node hosts."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return float64(s.Rooms) }},
 	{redisDesc("subscribed_rooms", "Room channels subscribed (native) or hosted rooms (compat)."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return float64(s.SubscribedRooms) }},
 	{redisDesc("receive_queue_depth", "Received messages waiting for a worker."), prometheus.GaugeValue, func(s redisbroker.Stats) float64 { return float64(s.QueueDepth) }},

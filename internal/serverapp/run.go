@@ -24,7 +24,7 @@ import (
 // ready, if not nil, receives the listening address. -h and -version
 // print to stdout and stderr and return nil.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(addr net.Addr)) error {
-	cfg, err := ParseConfig(args, getenv, stderr)
+	cfg, err := ParseFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -106,7 +106,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 // lameDuck takes the node out of rotation (/readyz fails), keeps serving
 // for the delay, then closes its sparks spread over the duration and shuts
 // the primus server down.
-func lameDuck(app *App, cfg Config, log *slog.Logger) error {
+func lameDuck(app *App, cfg Flags, log *slog.Logger) error {
 	app.draining.Store(true)
 	ld := cfg.LameDuck
 	log.Info("primus-server draining", "delay", ld.Delay, "spread", ld.Duration, "connections", app.Primus.Stats().Connections)
@@ -116,7 +116,7 @@ func lameDuck(app *App, cfg Config, log *slog.Logger) error {
 	return app.Primus.Drain(ctx, ld.Duration)
 }
 
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
+func newLogger(cfg Flags, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(cfg.LogLevel)
 	ho := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
@@ -126,7 +126,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 }
 
 // appOptions turns the flags into the App's options, loading keys.
-func appOptions(cfg Config, log *slog.Logger) (Options, error) {
+func appOptions(cfg Flags, log *slog.Logger) (Options, error) {
 	broker, err := newBroker(cfg.Redis, log)
 	if err != nil {
 		return Options{}, err
@@ -174,7 +174,7 @@ func appOptions(cfg Config, log *slog.Logger) (Options, error) {
 // newHTTPServer bounds what plain HTTP clients may hold (WebSocket
 // connections clear these deadlines once upgraded) and loads the TLS
 // certificate. It serves HTTP/1.1 only: WebSocket upgrades need it.
-func newHTTPServer(cfg Config, h http.Handler) (*http.Server, error) {
+func newHTTPServer(cfg Flags, h http.Handler) (*http.Server, error) {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: min(10*time.Second, cfg.HTTP.ReadTimeout),
@@ -221,7 +221,7 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	}, nil
 }
 
-func brokerName(r RedisConfig) string {
+func brokerName(r RedisFlags) string {
 	switch {
 	case r.SentinelAddrs != "":
 		return "redis-sentinel/" + r.Mode

@@ -11,10 +11,10 @@ import (
 	"time"
 )
 
-// Config is the standalone server's configuration: every flag has an
-// environment variable (PRIMUS_ plus the flag name in upper case with
+// Flags is the standalone server's configuration, from its command line:
+// every flag has an environment variable (PRIMUS_ plus the flag name in upper case with
 // underscores); flags win over the environment.
-type Config struct {
+type Flags struct {
 	Addr              string
 	Pathname          string
 	PingInterval      time.Duration
@@ -29,22 +29,22 @@ type Config struct {
 	PprofAddr         string // when set, net/http/pprof is served there
 	Version           bool   // print the version and exit
 
-	HTTP     HTTPConfig
-	Security SecurityConfig
-	LameDuck LameDuckConfig
-	Redis    RedisConfig
+	HTTP     HTTPFlags
+	Security SecurityFlags
+	LameDuck LameDuckFlags
+	Redis    RedisFlags
 }
 
-// HTTPConfig bounds what plain HTTP clients may hold.
-type HTTPConfig struct {
+// HTTPFlags bounds what plain HTTP clients may hold.
+type HTTPFlags struct {
 	ReadTimeout    time.Duration // a whole request, body included
 	WriteTimeout   time.Duration // a whole response
 	IdleTimeout    time.Duration // a keep-alive connection between requests
 	MaxAPIRequests int           // /api/* requests in progress at once
 }
 
-// SecurityConfig says who may connect, join and publish.
-type SecurityConfig struct {
+// SecurityFlags says who may connect, join and publish.
+type SecurityFlags struct {
 	AllowedOrigins       []string // browser origins besides the server's own host
 	JWTHMACSecret        string   // HS256 secret
 	JWTPublicKey         string   // PEM file: RS256, ES256 or EdDSA
@@ -57,15 +57,15 @@ type SecurityConfig struct {
 	MessageBurst         int
 }
 
-// LameDuckConfig is the shutdown on SIGTERM: fail /readyz, keep serving
+// LameDuckFlags is the shutdown on SIGTERM: fail /readyz, keep serving
 // for Delay, then close sparks spread over Duration.
-type LameDuckConfig struct {
+type LameDuckFlags struct {
 	Delay    time.Duration
 	Duration time.Duration
 }
 
-// RedisConfig selects the Redis broker; all empty means the in-memory broker.
-type RedisConfig struct {
+// RedisFlags selects the Redis broker; all empty means the in-memory broker.
+type RedisFlags struct {
 	URL              string // redis:// or rediss:// URL, or host:port
 	SentinelAddrs    string // comma-separated host:port list
 	SentinelMaster   string
@@ -76,13 +76,13 @@ type RedisConfig struct {
 }
 
 // Enabled reports whether a Redis broker is configured.
-func (r RedisConfig) Enabled() bool { return r.URL != "" || r.SentinelAddrs != "" }
+func (r RedisFlags) Enabled() bool { return r.URL != "" || r.SentinelAddrs != "" }
 
-// ParseConfig reads flags from args and defaults from getenv. It returns
+// ParseFlags reads flags from args and defaults from getenv. It returns
 // flag.ErrHelp after printing the usage for -h.
-func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	var c Config
-	f := newFlags("primus-server", getenv, stderr)
+func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Flags, error) {
+	var c Flags
+	f := newFlagSet("primus-server", getenv, stderr)
 	f.str(&c.Addr, "addr", ":8080", "listen address")
 	f.str(&c.Pathname, "pathname", "/primus", "Primus endpoint path")
 	f.duration(&c.PingInterval, "ping-interval", 30*time.Second, "heartbeat interval (0 disables)")
@@ -130,7 +130,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	return c, c.validate()
 }
 
-func (c *Config) validate() error {
+func (c *Flags) validate() error {
 	if c.PingInterval <= 0 {
 		c.PingInterval = -1
 	}
@@ -170,17 +170,17 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// flags is a flag set whose defaults come from PRIMUS_* variables.
-type flags struct {
+// flagSet is a flag set whose defaults come from PRIMUS_* variables.
+type flagSet struct {
 	fs     *flag.FlagSet
 	getenv func(string) string
 	errs   []error
 }
 
-func newFlags(name string, getenv func(string) string, stderr io.Writer) *flags {
+func newFlagSet(name string, getenv func(string) string, stderr io.Writer) *flagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	return &flags{fs: fs, getenv: getenv}
+	return &flagSet{fs: fs, getenv: getenv}
 }
 
 func envName(flagName string) string {
@@ -188,13 +188,13 @@ func envName(flagName string) string {
 }
 
 // env returns the flag's environment value and the usage text naming it.
-func (f *flags) env(name, usage string) (string, string) {
+func (f *flagSet) env(name, usage string) (string, string) {
 	return f.getenv(envName(name)), usage + " (env " + envName(name) + ")"
 }
 
 // fromEnv parses an environment value into def with parse, remembering a
 // bad value as an error that names the variable.
-func fromEnv[T any](f *flags, name string, def T, parse func(string) (T, error)) T {
+func fromEnv[T any](f *flagSet, name string, def T, parse func(string) (T, error)) T {
 	v := f.getenv(envName(name))
 	if v == "" {
 		return def
@@ -207,7 +207,7 @@ func fromEnv[T any](f *flags, name string, def T, parse func(string) (T, error))
 	return t
 }
 
-func (f *flags) str(p *string, name, def, usage string) {
+func (f *flagSet) str(p *string, name, def, usage string) {
 	v, usage := f.env(name, usage)
 	if v != "" {
 		def = v
@@ -215,33 +215,33 @@ func (f *flags) str(p *string, name, def, usage string) {
 	f.fs.StringVar(p, name, def, usage)
 }
 
-func (f *flags) duration(p *time.Duration, name string, def time.Duration, usage string) {
+func (f *flagSet) duration(p *time.Duration, name string, def time.Duration, usage string) {
 	_, usage = f.env(name, usage)
 	f.fs.DurationVar(p, name, fromEnv(f, name, def, time.ParseDuration), usage)
 }
 
-func (f *flags) int(p *int, name string, def int, usage string) {
+func (f *flagSet) int(p *int, name string, def int, usage string) {
 	_, usage = f.env(name, usage)
 	f.fs.IntVar(p, name, fromEnv(f, name, def, strconv.Atoi), usage)
 }
 
-func (f *flags) int64(p *int64, name string, def int64, usage string) {
+func (f *flagSet) int64(p *int64, name string, def int64, usage string) {
 	_, usage = f.env(name, usage)
 	f.fs.Int64Var(p, name, fromEnv(f, name, def, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }), usage)
 }
 
-func (f *flags) float(p *float64, name string, def float64, usage string) {
+func (f *flagSet) float(p *float64, name string, def float64, usage string) {
 	_, usage = f.env(name, usage)
 	f.fs.Float64Var(p, name, fromEnv(f, name, def, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }), usage)
 }
 
-func (f *flags) boolean(p *bool, name string, def bool, usage string) {
+func (f *flagSet) boolean(p *bool, name string, def bool, usage string) {
 	_, usage = f.env(name, usage)
 	f.fs.BoolVar(p, name, fromEnv(f, name, def, strconv.ParseBool), usage)
 }
 
 // list is a comma-separated list flag.
-func (f *flags) list(p *[]string, name, usage string) {
+func (f *flagSet) list(p *[]string, name, usage string) {
 	v, usage := f.env(name, usage)
 	*p = splitList(v)
 	f.fs.Func(name, usage, func(s string) error {
@@ -260,7 +260,7 @@ func splitList(s string) []string {
 	return out
 }
 
-func (f *flags) parse(args []string) error {
+func (f *flagSet) parse(args []string) error {
 	if err := f.fs.Parse(args); err != nil {
 		return err
 	}
