@@ -67,6 +67,8 @@ type Broker struct {
 	seed      maphash.Seed
 	barrierMu sync.Mutex // keeps barriers in one order across queues
 
+	clock      clock
+	ticked     func() // tests: called after the connection loop handled a tick
 	epoch      time.Time
 	lastRecv   atomic.Int64 // nanoseconds since epoch of the last Pub/Sub message
 	probeSeq   atomic.Uint64
@@ -125,6 +127,7 @@ func New(cfg Config) (*Broker, error) {
 		done:          make(chan struct{}),
 		queues:        make([]chan inbound, cfg.Workers),
 		seed:          maphash.MakeSeed(),
+		clock:         realClock{},
 		epoch:         time.Now(),
 	}
 	for i := range b.queues {
@@ -233,7 +236,7 @@ func (b *Broker) Unsubscribe(room string) {
 		delete(b.toSub, room)
 		return
 	}
-	b.unwanted[room] = time.Now()
+	b.unwanted[room] = b.clock.Now()
 	if b.cfg.UnsubscribeDelay == 0 {
 		b.wakeLoop()
 	}
@@ -399,7 +402,7 @@ func dedupe(rooms []string) []string {
 // multi-room-channel message to every worker, see barrier); it never
 // blocks.
 func (b *Broker) onMessage(m rueidis.PubSubMessage) {
-	b.lastRecv.Store(int64(time.Since(b.epoch)))
+	b.lastRecv.Store(int64(b.clock.Now().Sub(b.epoch)))
 	if m.Channel == b.nodeChannel {
 		if seq, ok := strings.CutPrefix(m.Message, b.probePrefix); ok {
 			if n, err := strconv.ParseUint(seq, 10, 64); err == nil && n > b.probeAcked.Load() {

@@ -223,19 +223,15 @@ func waitNumsub(t testing.TB, srv *redistest.Server, channel string, want int64)
 func TestLazyUnsubscribe(t *testing.T) {
 	srv := redistest.StartServer(t)
 	cfg := testConfig(srv.Addr(), Native, freshChannel())
-	cfg.UnsubscribeDelay = 300 * time.Millisecond
-	a, recA := startBroker(t, cfg)
+	cfg.UnsubscribeDelay = 300 * time.Millisecond // on a's fake clock
+	a, recA, clock := startBrokerWithClock(t, cfg)
 	b, _ := startBroker(t, cfg)
 	ch := RoomChannel(cfg.Channel, "r")
 
 	a.Subscribe("r")
 	brokertest.AwaitSubscribed(t, b, recA, "r")
-	left := time.Now()
 	a.Unsubscribe("r")
 	// Still subscribed during the delay, but messages are no longer delivered.
-	if n := numsub(t, srv, ch); n != 1 {
-		t.Fatalf("unsubscribed at once (NUMSUB %d)", n)
-	}
 	before := len(recA.Messages())
 	if err := b.Publish(context.Background(), &primus.Message{Rooms: []string{"r"}, Data: []byte(`"while leaving"`)}); err != nil {
 		t.Fatal(err)
@@ -244,10 +240,12 @@ func TestLazyUnsubscribe(t *testing.T) {
 	if len(recA.Messages()) != before {
 		t.Fatal("delivered a message for a room the node left")
 	}
-	waitNumsub(t, srv, ch, 0)
-	if d := time.Since(left); d < cfg.UnsubscribeDelay {
-		t.Errorf("unsubscribed after %v, before the delay", d)
+	clock.Advance(t, cfg.UnsubscribeDelay-time.Millisecond)
+	if n := numsub(t, srv, ch); n != 1 {
+		t.Fatalf("unsubscribed before the delay (NUMSUB %d)", n)
 	}
+	clock.Advance(t, time.Millisecond)
+	waitNumsub(t, srv, ch, 0)
 	waitStats(t, a, "the gauges", func(s Stats) bool { return s.Rooms == 0 && s.SubscribedRooms == 0 })
 
 	// Churn: leaving and rejoining within the delay never unsubscribes.
@@ -257,11 +255,44 @@ func TestLazyUnsubscribe(t *testing.T) {
 		a.Unsubscribe("r")
 		a.Subscribe("r")
 	}
-	time.Sleep(2 * cfg.UnsubscribeDelay) // nothing to await: the absence of an UNSUBSCRIBE
+	clock.Advance(t, 2*cfg.UnsubscribeDelay)
 	if n := numsub(t, srv, ch); n != 1 {
 		t.Fatalf("NUMSUB after churn = %d", n)
 	}
 	awaitDelivery(t, b, recA, "r", 2*time.Second)
+}
+
+// The idle probe goes out after ProbeInterval without a message, not
+// before, and never while messages flow.
+func TestProbeTiming(t *testing.T) {
+	srv := redistest.StartServer(t)
+	cfg := testConfig(srv.Addr(), Native, freshChannel())
+	cfg.ProbeInterval = 5 * time.Second // on a's fake clock
+	a, recA, clock := startBrokerWithClock(t, cfg)
+	b, _ := startBroker(t, cfg)
+	a.Subscribe("r")
+	brokertest.AwaitSubscribed(t, b, recA, "r")
+	base := a.Stats().ProbesSent
+
+	clock.Advance(t, cfg.ProbeInterval-time.Millisecond)
+	if n := a.Stats().ProbesSent - base; n != 0 {
+		t.Fatalf("%d probes before the interval", n)
+	}
+	// A message resets the idle time: no probe an interval after the start.
+	awaitDelivery(t, b, recA, "r", 2*time.Second)
+	clock.Advance(t, time.Millisecond)
+	if n := a.Stats().ProbesSent - base; n != 0 {
+		t.Fatalf("%d probes although a message just came", n)
+	}
+	clock.Advance(t, cfg.ProbeInterval)
+	if n := a.Stats().ProbesSent - base; n != 1 {
+		t.Fatalf("%d probes after an idle interval, want 1", n)
+	}
+	waitStats(t, a, "the probe to come back", func(s Stats) bool { return a.probeAcked.Load() == a.probeSeq.Load() })
+	clock.Advance(t, cfg.ProbeTimeout+time.Millisecond)
+	if s := a.Stats(); s.ProbeFailures != 0 || s.ConnectionLosses != 0 {
+		t.Fatalf("a probe that came back failed: %+v", s)
+	}
 }
 
 func TestSilentSubscriptionProbe(t *testing.T) {

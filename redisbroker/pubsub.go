@@ -130,11 +130,11 @@ func (b *Broker) session(c rueidis.Client) (established bool, err error) {
 	b.stats.lastResubscribeRooms.Store(int64(n))
 	b.stats.connects.Add(1)
 	b.stats.connected.Store(true)
-	b.lastRecv.Store(int64(time.Since(b.epoch)))
+	b.lastRecv.Store(int64(b.clock.Now().Sub(b.epoch)))
 	b.log.Info("pub/sub connected", "rooms", n, "resubscribe", took, "master", master)
 
-	t := time.NewTicker(tick)
-	defer t.Stop()
+	ticks, stop := b.clock.Ticker(tick)
+	defer stop()
 	var p prober
 	for {
 		select {
@@ -146,22 +146,32 @@ func (b *Broker) session(c rueidis.Client) (established bool, err error) {
 			if err := b.applyRooms(dc); err != nil {
 				return true, err
 			}
-		case <-t.C:
-			if err := b.applyRooms(dc); err != nil {
-				return true, err
+		case <-ticks:
+			err := b.housekeeping(c, dc, master, &p)
+			if b.ticked != nil {
+				b.ticked()
 			}
-			if b.sentinel {
-				if now := b.masterAddr(c); now != "" && now != master {
-					b.stats.masterSwitches.Add(1)
-					b.log.Info("sentinel master changed", "from", master, "to", now)
-					return true, errMasterSwitch
-				}
-			}
-			if err := b.probe(c, &p); err != nil {
+			if err != nil {
 				return true, err
 			}
 		}
 	}
+}
+
+// housekeeping is a tick's work: lazy unsubscribes, the Sentinel master
+// check and the idle probe.
+func (b *Broker) housekeeping(c rueidis.Client, dc rueidis.DedicatedClient, master string, p *prober) error {
+	if err := b.applyRooms(dc); err != nil {
+		return err
+	}
+	if b.sentinel {
+		if now := b.masterAddr(c); now != "" && now != master {
+			b.stats.masterSwitches.Add(1)
+			b.log.Info("sentinel master changed", "from", master, "to", now)
+			return errMasterSwitch
+		}
+	}
+	return b.probe(c, p)
 }
 
 func orClosed(err error) error {
@@ -226,7 +236,7 @@ func (b *Broker) applyRooms(dc rueidis.DedicatedClient) error {
 	if b.cfg.Mode != Native {
 		return nil
 	}
-	now := time.Now()
+	now := b.clock.Now()
 	b.mu.Lock()
 	var subs, unsubs []string
 	for room := range b.toSub {
@@ -297,7 +307,7 @@ func (b *Broker) probe(c rueidis.Client, p *prober) error {
 	if b.cfg.ProbeInterval < 0 {
 		return nil
 	}
-	now := time.Now()
+	now := b.clock.Now()
 	if p.outstanding {
 		if b.probeAcked.Load() >= p.seq {
 			p.outstanding = false
@@ -310,7 +320,7 @@ func (b *Broker) probe(c rueidis.Client, p *prober) error {
 		}
 		return nil
 	}
-	idle := time.Since(b.epoch) - time.Duration(b.lastRecv.Load())
+	idle := now.Sub(b.epoch) - time.Duration(b.lastRecv.Load())
 	if idle < b.cfg.ProbeInterval {
 		return nil
 	}
