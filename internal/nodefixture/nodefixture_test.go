@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/primusgo/primus/internal/redistest"
 )
 
 func TestMain(m *testing.M) {
@@ -257,9 +259,9 @@ func TestKillMakesClientReconnect(t *testing.T) {
 func TestTwoNodesShareRoomThroughRedis(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t, 30*time.Second)
-	r := startRedis(t)
-	n1 := StartServer(t, ServerOptions{RedisAddr: r.addr()})
-	n2 := StartServer(t, ServerOptions{RedisAddr: r.addr()})
+	r := redistest.StartServer(t)
+	n1 := StartServer(t, ServerOptions{RedisAddr: r.Addr()})
+	n2 := StartServer(t, ServerOptions{RedisAddr: r.Addr()})
 	a := StartClient(t, n1.URL(), ClientOptions{})
 	b := StartClient(t, n2.URL(), ClientOptions{})
 	mustOpen(t, ctx, a)
@@ -303,22 +305,22 @@ func TestTwoNodesShareRoomThroughRedis(t *testing.T) {
 func TestNodesSurviveRedisRestart(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t, 30*time.Second)
-	r := startRedis(t)
-	n1 := StartServer(t, ServerOptions{RedisAddr: r.addr(), Channel: "blip"})
-	n2 := StartServer(t, ServerOptions{RedisAddr: r.addr(), Channel: "blip"})
+	r := redistest.StartServer(t)
+	n1 := StartServer(t, ServerOptions{RedisAddr: r.Addr(), Channel: "blip"})
+	n2 := StartServer(t, ServerOptions{RedisAddr: r.Addr(), Channel: "blip"})
 	a := StartClient(t, n1.URL(), ClientOptions{})
 	mustOpen(t, ctx, a)
 	if err := a.Do(ctx, map[string]any{"join": "r"}); err != nil {
 		t.Fatal(err)
 	}
 
-	r.stop()
+	r.Kill()
 	for _, n := range []*Server{n1, n2} {
 		if err := n.WaitLog(ctx, `"ev":"redis-error"`, 2); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r.restart()
+	r.Start() // on the same port
 	if err := n1.WaitLog(ctx, `"ev":"psubscribe","pattern":"blip.*"`, 2); err != nil {
 		t.Fatal(err)
 	}
