@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -57,20 +58,18 @@ func newBenchServer(tb testing.TB, n int, to sink) *benchServer {
 	}
 	bs := &benchServer{Server: srv}
 	for i := range n {
-		s := &Spark{srv: srv, id: fmt.Sprintf("spark-%06d", i), conn: discardConn{&bs.written}}
+		var raw syscall.RawConn
 		if to == sinkDevNull {
 			f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 			if err != nil {
 				tb.Fatal(err)
 			}
 			tb.Cleanup(func() { f.Close() })
-			if s.raw, err = f.SyscallConn(); err != nil {
+			if raw, err = f.SyscallConn(); err != nil {
 				tb.Fatal(err)
 			}
 		}
-		s.alive.Store(true)
-		srv.addSpark(s)
-		bs.sparks = append(bs.sparks, s)
+		bs.sparks = append(bs.sparks, detachedSpark(srv, fmt.Sprintf("spark-%06d", i), discardConn{&bs.written}, raw))
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -114,9 +113,9 @@ func benchmarkBroadcast(b *testing.B, n int, to sink) {
 		}
 		ops++
 	}
-	bs.wg.Wait() // every writer finished
+	bs.pool.Wait() // every writer finished
 	b.StopTimer()
-	if got, want := bs.stats.framesOut.Load(), uint64(ops*n); got != want {
+	if got, want := bs.writeStats.FramesOut.Load(), uint64(ops*n); got != want {
 		b.Fatalf("%d frames written, want %d", got, want)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(ops*n), "ns/delivery")
@@ -141,7 +140,7 @@ func BenchmarkMultiRoomDedupe(b *testing.B) {
 		}
 		ops++
 	}
-	bs.wg.Wait()
+	bs.pool.Wait()
 	b.StopTimer()
 	if got, want := bs.stats.deliveries.Load(), uint64(ops*n); got != want {
 		b.Fatalf("%d deliveries, want %d (a spark got a frame twice?)", got, want)

@@ -40,6 +40,6 @@ func (srv *Server) beat(now time.Time) {
 			s.end(ReasonHeartbeatTimeout)
 			return
 		}
-		s.out.push(s, frame)
+		s.out.Push(frame)
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -28,6 +29,16 @@ func (*recordConn) SetDeadline(time.Time) error      { return nil }
 func (*recordConn) SetReadDeadline(time.Time) error  { return nil }
 func (*recordConn) SetWriteDeadline(time.Time) error { return nil }
 
+// detachedSpark registers a spark that has no reader goroutine: tests and
+// benchmarks drive its writes directly. raw may be nil (no socket).
+func detachedSpark(srv *Server, id string, conn net.Conn, raw syscall.RawConn) *Spark {
+	s := &Spark{srv: srv, id: id, conn: conn}
+	s.out.Init(srv.pool, srv.writerConfig(s, conn, raw))
+	s.alive.Store(true)
+	srv.addSpark(s)
+	return s
+}
+
 // A room write is encoded once: every member's writer writes the very
 // same frame bytes, also when the write spans several rooms.
 func TestBroadcastSharesOneFrame(t *testing.T) {
@@ -39,9 +50,7 @@ func TestBroadcastSharesOneFrame(t *testing.T) {
 	var conns []*recordConn
 	for i := range 50 {
 		c := &recordConn{}
-		s := &Spark{srv: srv, id: string(rune('A' + i)), conn: c}
-		s.alive.Store(true)
-		srv.addSpark(s)
+		s := detachedSpark(srv, string(rune('A'+i)), c, nil)
 		if err := s.Join("r", string(rune('a'+i%3))); err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +63,7 @@ func TestBroadcastSharesOneFrame(t *testing.T) {
 		if err := room.Write(map[string]int{"x": 1}); err != nil {
 			t.Fatal(err)
 		}
-		srv.wg.Wait() // the writers are done
+		srv.pool.Wait() // the writers are done
 		first := conns[0].ptrs
 		for i, c := range conns {
 			if len(c.ptrs) != 1 || c.ptrs[0] != first[0] {

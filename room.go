@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/primusgo/primus/internal/protocol"
+	"github.com/primusgo/primus/internal/ws"
 )
 
 // Room targets a write at the members of one or more rooms, on every node
@@ -111,6 +112,10 @@ func (srv *Server) Empty(rooms ...string) {
 	}
 }
 
+func textFrame(text []byte) []byte {
+	return ws.AppendFrame(make([]byte, 0, ws.HeaderLen(len(text))+len(text)), ws.OpText, text)
+}
+
 func (srv *Server) encodeFrame(v any) (frame, data []byte, err error) {
 	data, err = srv.encode(v)
 	if err != nil {
@@ -171,7 +176,7 @@ func (srv *Server) deliverLocal(rooms, skip, except []string, frame []byte) int 
 	if len(rooms) == 1 && len(skip) == 0 {
 		// The hot path: one room, no copying, no allocation per member.
 		srv.index.each(rooms[0], func(s *Spark) {
-			if !excluded(s.id) && s.out.push(s, frame) {
+			if !excluded(s.id) && s.out.Push(frame) {
 				n++
 			}
 		})
@@ -192,7 +197,7 @@ func (srv *Server) deliverLocal(rooms, skip, except []string, frame []byte) int 
 				continue
 			}
 			done[s] = struct{}{}
-			if s.out.push(s, frame) {
+			if s.out.Push(frame) {
 				n++
 			}
 		}

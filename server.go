@@ -11,8 +11,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/primusgo/primus/internal/writer"
 	"github.com/primusgo/primus/internal/ws"
 )
 
@@ -25,12 +27,14 @@ type Server struct {
 	index  *roomIndex
 	stats  counters
 
+	writeStats writer.Stats
+
 	sparkSeed maphash.Seed
 	sparks    [32]sparkShard
 
-	flushers flushPool
-	limits   connLimits
-	wg       sync.WaitGroup // reader, flusher and writer goroutines
+	pool   *writer.Pool // writes every spark's queue
+	limits connLimits
+	wg     sync.WaitGroup // reader goroutines
 	// registerMu makes registering a spark (wg.Add) and the start of a
 	// shutdown mutually exclusive, so Shutdown's wg.Wait sees every spark.
 	registerMu sync.Mutex
@@ -60,7 +64,7 @@ func New(cfg Config) (*Server, error) {
 		stopBeat:  make(chan struct{}),
 		beatDone:  make(chan struct{}),
 	}
-	srv.flushers.max = runtime.GOMAXPROCS(0)
+	srv.pool = writer.NewPool(runtime.GOMAXPROCS(0), &srv.writeStats)
 	srv.limits.max, srv.limits.perIP = cfg.MaxConnections, cfg.MaxConnectionsPerIP
 	for i := range srv.sparks {
 		srv.sparks[i].sparks = make(map[string]*Spark)
@@ -176,9 +180,9 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		remoteAddr: remoteAddr,
 		identity:   identity,
 		conn:       conn,
-		raw:        rawConnOf(conn),
 		reader:     ws.NewReader(conn, early),
 	}
+	s.out.Init(srv.pool, srv.writerConfig(s, conn, writer.RawConnOf(conn)))
 	if srv.cfg.MessageRate > 0 {
 		s.limit = newRateLimit(srv.cfg.MessageRate, srv.cfg.MessageBurst)
 	}
@@ -205,6 +209,24 @@ func (srv *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	// A fresh goroutine with a small stack reads the connection; the HTTP
 	// server's goroutine, with its deep stack, returns now.
 	go s.readLoop()
+}
+
+// slowConsumerClose is the close frame a slow consumer gets if its socket
+// takes it.
+var slowConsumerClose = func() []byte {
+	code, text, _ := ReasonSlowConsumer.closeStatus()
+	return ws.CloseFrame(code, text)
+}()
+
+func (srv *Server) writerConfig(s *Spark, conn net.Conn, raw syscall.RawConn) writer.Config {
+	return writer.Config{
+		Conn:         conn,
+		Raw:          raw,
+		MaxBacklog:   srv.cfg.MaxQueueBytes,
+		WriteTimeout: srv.cfg.WriteTimeout,
+		Goodbye:      slowConsumerClose,
+		OnFail:       s.writeFailed,
+	}
 }
 
 func (srv *Server) releaseLimit(remoteAddr string) {
@@ -279,6 +301,6 @@ func (srv *Server) Write(v any) error {
 	if err != nil {
 		return err
 	}
-	srv.forEachSpark(func(s *Spark) { s.out.push(s, frame) })
+	srv.forEachSpark(func(s *Spark) { s.out.Push(frame) })
 	return nil
 }

@@ -70,7 +70,8 @@ func (srv *Server) shutdown(ctx context.Context) error {
 	srv.forEachSpark(func(s *Spark) { s.end(ReasonShutdown) })
 	done := make(chan struct{})
 	go func() {
-		srv.wg.Wait()
+		srv.wg.Wait()   // the readers: every spark finished and its writer was discarded,
+		srv.pool.Wait() // so no write starts any more
 		close(done)
 	}()
 	var err error

@@ -10,10 +10,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/primusgo/primus/internal/protocol"
+	"github.com/primusgo/primus/internal/writer"
 	"github.com/primusgo/primus/internal/ws"
 )
 
@@ -30,7 +30,6 @@ type Spark struct {
 	header     http.Header
 	remoteAddr string
 	conn       net.Conn
-	raw        syscall.RawConn // conn's socket, for flushers; nil if not a socket
 	reader     *ws.Reader
 	identity   *Identity   // from Config.Authenticate; immutable
 	expiry     *time.Timer // ends the spark when identity expires
@@ -49,7 +48,7 @@ type Spark struct {
 	onEnd   []func(*Spark, CloseReason)
 	onError []func(*Spark, error)
 
-	out outQueue
+	out writer.Writer
 }
 
 type sparkState uint8
@@ -135,7 +134,7 @@ func (s *Spark) Write(v any) error {
 }
 
 func (s *Spark) writeText(text []byte) error {
-	if !s.out.push(s, textFrame(text)) {
+	if !s.out.Push(textFrame(text)) {
 		return ErrSparkClosed
 	}
 	return nil
@@ -161,9 +160,9 @@ func (s *Spark) end(reason CloseReason) {
 	s.mu.Unlock()
 	code, text, final := reason.closeStatus()
 	if final {
-		s.out.push(s, textFrame(protocol.ServerClose))
+		s.out.Push(textFrame(protocol.ServerClose))
 	}
-	s.out.pushFinal(s, ws.CloseFrame(code, text))
+	s.out.PushFinal(ws.CloseFrame(code, text))
 	// The reader returns when the client answers the close frame or when
 	// this deadline passes, and tears the spark down.
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.CloseTimeout))
@@ -288,7 +287,7 @@ func (s *Spark) serve() CloseReason {
 			// A WebSocket ping counts as a heartbeat, as in Primus.
 			s.alive.Store(true)
 			if s.allow(Data{}) {
-				s.out.push(s, ws.AppendFrame(nil, ws.OpPong, payload))
+				s.out.Push(ws.AppendFrame(nil, ws.OpPong, payload))
 			}
 		}
 	}
@@ -371,12 +370,12 @@ func (s *Spark) readError(err error) CloseReason {
 		if code == ws.CloseNoStatus {
 			code = 0
 		}
-		s.out.pushFinal(s, ws.CloseFrame(code, ""))
-		s.out.drain(s.srv.cfg.CloseTimeout)
+		s.out.PushFinal(ws.CloseFrame(code, ""))
+		s.out.Drain(s.srv.cfg.CloseTimeout)
 		return ReasonClientClosed
 	case errors.As(err, &pe):
-		s.out.pushFinal(s, ws.CloseFrame(pe.Code, pe.Msg))
-		s.out.drain(s.srv.cfg.CloseTimeout)
+		s.out.PushFinal(ws.CloseFrame(pe.Code, pe.Msg))
+		s.out.Drain(s.srv.cfg.CloseTimeout)
 		s.lingerAfterClose()
 		s.reportError(err)
 		if pe.Code == ws.CloseTooBig {
@@ -421,6 +420,25 @@ func (s *Spark) reportError(err error) {
 	s.srv.log.Debug("primus: spark error", "spark", s.id, "err", err)
 }
 
+// writeFailureReasons maps the write path's failures to close reasons.
+var writeFailureReasons = [...]CloseReason{
+	writer.None:         ReasonNone,
+	writer.SlowConsumer: ReasonSlowConsumer,
+	writer.WriteError:   ReasonWriteError,
+}
+
+// writeFailed is the writer's OnFail: a connection that can take nothing
+// more is cut; a slow consumer that was sent its close frame gets
+// CloseTimeout to answer (the reader then ends the spark). It may run
+// under room index locks: it never blocks.
+func (s *Spark) writeFailed(_ writer.Failure, cut bool) {
+	if cut {
+		s.abort()
+		return
+	}
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.CloseTimeout))
+}
+
 // abort closes the connection at once. A wrapped connection (TLS) is cut
 // below its wrapper: its own Close may first try to write a goodbye
 // (close_notify, with a 5 s deadline) to a client that is not reading,
@@ -437,7 +455,7 @@ func (s *Spark) abort() {
 // finish runs once, on the reader goroutine, when the connection is over.
 func (s *Spark) finish(reason CloseReason) {
 	s.conn.Close()
-	failure := s.out.discard()
+	failure := s.out.Discard()
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}
@@ -446,9 +464,9 @@ func (s *Spark) finish(reason CloseReason) {
 	s.mu.Lock()
 	s.state = stateClosed
 	if s.reason == ReasonNone {
-		// A queue failure (slow consumer, write error) explains the read
+		// A write failure (slow consumer, write error) explains the read
 		// error it caused by closing the connection.
-		s.reason = failure
+		s.reason = writeFailureReasons[failure]
 	}
 	if s.reason == ReasonNone {
 		s.reason = reason

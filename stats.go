@@ -8,10 +8,6 @@ type counters struct {
 	messagesIn        atomic.Uint64
 	parseErrors       atomic.Uint64
 	deliveries        atomic.Uint64
-	framesOut         atomic.Uint64
-	writes            atomic.Uint64
-	drops             atomic.Uint64
-	slowConsumers     atomic.Uint64
 	heartbeatTimeouts atomic.Uint64
 	published         atomic.Uint64
 	publishErrors     atomic.Uint64
@@ -62,10 +58,10 @@ func (srv *Server) Stats() Stats {
 		MessagesIn:        c.messagesIn.Load(),
 		ParseErrors:       c.parseErrors.Load(),
 		Deliveries:        c.deliveries.Load(),
-		FramesOut:         c.framesOut.Load(),
-		Writes:            c.writes.Load(),
-		Drops:             c.drops.Load(),
-		SlowConsumers:     c.slowConsumers.Load(),
+		FramesOut:         srv.writeStats.FramesOut.Load(),
+		Writes:            srv.writeStats.Writes.Load(),
+		Drops:             srv.writeStats.Drops.Load(),
+		SlowConsumers:     srv.writeStats.SlowConsumers.Load(),
 		HeartbeatTimeouts: c.heartbeatTimeouts.Load(),
 		Published:         c.published.Load(),
 		PublishErrors:     c.publishErrors.Load(),

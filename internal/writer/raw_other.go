@@ -1,15 +1,15 @@
 //go:build !unix
 
-package primus
+package writer
 
 import (
 	"net"
 	"syscall"
 )
 
-// rawConnOf returns nil: without unix write semantics every spark gets a
-// writer goroutine of its own (see outQueue).
-func rawConnOf(net.Conn) syscall.RawConn { return nil }
+// RawConnOf returns nil: without unix write semantics every connection
+// is written by a goroutine of its own (see Writer).
+func RawConnOf(net.Conn) syscall.RawConn { return nil }
 
 type rawWriter struct{}
 

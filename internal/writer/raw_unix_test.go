@@ -1,6 +1,6 @@
 //go:build unix
 
-package primus
+package writer
 
 import (
 	"bytes"
@@ -62,7 +62,7 @@ func TestWriteNonblockingThenRest(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 8 {
 		server, client := tcpPair(t)
-		raw := rawConnOf(server)
+		raw := RawConnOf(server)
 		if raw == nil {
 			t.Fatal("no raw conn for a TCP connection")
 		}
@@ -117,7 +117,7 @@ func TestWriteNonblockingCoalesces(t *testing.T) {
 		batch = append(batch, f)
 		want = append(want, f...)
 	}
-	sent, calls, err := newRawWriter().write(rawConnOf(server), batch)
+	sent, calls, err := newRawWriter().write(RawConnOf(server), batch)
 	if err != nil || sent != len(want) || calls != 1 {
 		t.Fatalf("rawWriter.write = %d bytes in %d calls, %v; want %d bytes in 1 call", sent, calls, err, len(want))
 	}
@@ -131,7 +131,7 @@ func TestWriteNonblockingCoalesces(t *testing.T) {
 // A write to a closed connection fails with an error, not errWouldBlock.
 func TestWriteNonblockingClosed(t *testing.T) {
 	server, _ := tcpPair(t)
-	raw := rawConnOf(server)
+	raw := RawConnOf(server)
 	server.Close()
 	if _, _, err := newRawWriter().write(raw, [][]byte{[]byte("x")}); err == nil || errors.Is(err, errWouldBlock) {
 		t.Fatalf("err = %v, want a write error", err)
@@ -151,16 +151,16 @@ func (c *countingConn) Write(p []byte) (int, error) {
 
 func TestRawConnOfOnlyPlainSockets(t *testing.T) {
 	server, _ := tcpPair(t)
-	if rawConnOf(server) == nil {
+	if RawConnOf(server) == nil {
 		t.Error("no raw conn for a *net.TCPConn")
 	}
-	if rawConnOf(&countingConn{TCPConn: server}) != nil {
+	if RawConnOf(&countingConn{TCPConn: server}) != nil {
 		t.Error("raw conn for a wrapper: its Write would be bypassed")
 	}
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if rawConnOf(a) != nil {
+	if RawConnOf(a) != nil {
 		t.Error("raw conn for a net.Pipe")
 	}
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package primus
+package writer
 
 import (
 	"io"
@@ -8,11 +8,11 @@ import (
 	"syscall"
 )
 
-// rawConnOf returns the connection's socket for non-blocking writes, or
+// RawConnOf returns the connection's socket for non-blocking writes, or
 // nil unless it is a plain TCP or Unix socket: a wrapper (TLS, or any
 // type that embeds a *net.TCPConn to add behaviour to Write) is written
 // through its own Write.
-func rawConnOf(c net.Conn) syscall.RawConn {
+func RawConnOf(c net.Conn) syscall.RawConn {
 	var raw syscall.RawConn
 	var err error
 	switch c := c.(type) {
