@@ -103,6 +103,22 @@ func (ix *roomIndex) each(room string, fn func(*Spark)) {
 	}
 }
 
+// few copies room's members into buf if there are at most len(buf) of
+// them, and returns them; ok is false for a larger room.
+func (ix *roomIndex) few(room string, buf []*Spark) (members []*Spark, ok bool) {
+	sh := ix.shard(room)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	m := sh.rooms[room]
+	if m == nil {
+		return nil, true
+	}
+	if len(m.sparks) > len(buf) {
+		return nil, false
+	}
+	return append(buf[:0], m.sparks...), true
+}
+
 // snapshot returns room's members.
 func (ix *roomIndex) snapshot(room string) []*Spark {
 	sh := ix.shard(room)

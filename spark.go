@@ -134,7 +134,7 @@ func (s *Spark) Write(v any) error {
 }
 
 func (s *Spark) writeText(text []byte) error {
-	if !s.out.Push(textFrame(text)) {
+	if !s.out.PushNow(textFrame(text)) {
 		return ErrSparkClosed
 	}
 	return nil

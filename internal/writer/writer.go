@@ -123,6 +123,31 @@ func (w *Writer) Push(frame []byte) bool {
 	return true
 }
 
+// PushNow is Push for a frame that should not wait for a flusher: when
+// the writer is idle (nothing queued or being written) and the connection
+// is a plain socket, the frame is written at once on the caller's
+// goroutine, without blocking; what the socket does not take continues on
+// a writer goroutine. Otherwise the frame is queued as by Push. It saves
+// the wake-up of a flusher for single-recipient writes; a broadcast should
+// Push, so that flushers write its members in parallel.
+func (w *Writer) PushNow(frame []byte) bool {
+	w.mu.Lock()
+	if w.writing || w.cfg.Raw == nil || w.final || w.dead {
+		w.mu.Unlock()
+		return w.Push(frame)
+	}
+	// Idle: take the writes over and write outside the lock.
+	w.writing = true
+	w.bytes += len(frame)
+	w.largest = len(frame)
+	batch := append(w.first[:0], frame) // first is free: nobody else writes
+	w.mu.Unlock()
+	rw := rawWriters.Get().(*rawWriter)
+	w.writeBatch(rw, batch)
+	rawWriters.Put(rw)
+	return true
+}
+
 // overflowLocked fails a slow consumer. Its backlog is dropped at once. If
 // its socket still takes writes, the Goodbye frame goes out after what is
 // being written; if the socket is full there is no way to say goodbye, and
@@ -245,10 +270,15 @@ func (w *Writer) written(batch [][]byte, err error) {
 // more frames arrived meanwhile (they coalesce while it waits its turn),
 // and to a writer goroutine of its own if the socket did not take it all.
 func (w *Writer) flush(rw *rawWriter) {
-	batch := w.take()
-	if batch == nil {
-		return
+	if batch := w.take(); batch != nil {
+		w.writeBatch(rw, batch)
 	}
+}
+
+// writeBatch writes batch, which the caller owns the writes for, without
+// blocking, and sees to what comes after: a writer goroutine for the rest
+// if the socket filled, a flusher's turn if frames arrived meanwhile.
+func (w *Writer) writeBatch(rw *rawWriter, batch [][]byte) {
 	sent, calls, err := rw.write(w.cfg.Raw, batch)
 	w.pool.stats.Writes.Add(uint64(calls))
 	if errors.Is(err, errWouldBlock) {

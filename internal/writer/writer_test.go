@@ -58,7 +58,6 @@ type rig struct {
 func newRig(t *testing.T, maxBacklog int, timeout time.Duration, raw bool) *rig {
 	t.Helper()
 	server, client := tcpPair(t)
-	_ = client.SetReadBuffer(16 << 10)
 	r := &rig{stats: &Stats{}, w: &Writer{}, client: client, fails: newFailures(server)}
 	r.pool = NewPool(2, r.stats)
 	cfg := Config{Conn: server, MaxBacklog: maxBacklog, WriteTimeout: timeout, Goodbye: []byte("BYE"), OnFail: r.fails.onFail}
