@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs the Node/Go comparison of BENCHMARKS.md: builds primus-bench into a
-# temporary directory and runs "primus-bench compare" (which builds
+# Runs the Node/Go comparison of BENCHMARKS.md: builds primus-bench (its own
+# module, bench/) into a temporary directory and runs "primus-bench compare"
+# from the repository root (which builds
 # cmd/primus-server, starts Redis and two nodes of each stack per scenario,
 # and writes bench-results/). A full run (3 runs of S1-S5) takes about 25
 # minutes and rewrites the results section of BENCHMARKS.md; with -quick
@@ -16,7 +17,7 @@ set -eu
 cd "$(dirname "$0")/.."
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-go build -o "$dir/primus-bench" ./cmd/primus-bench
+go -C bench build -o "$dir/primus-bench" ./cmd/primus-bench
 update="-update=BENCHMARKS.md"
 for a in "$@"; do
 	case "$a" in -quick | --quick | -quick=true | --quick=true) update="" ;; esac

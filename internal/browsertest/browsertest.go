@@ -206,8 +206,9 @@ func debugState(ctx context.Context) string {
 	return s
 }
 
-// RepoRoot returns the root of the module (the directory holding go.mod),
-// searched upwards from the working directory.
+// RepoRoot returns the root of the repository (the directory holding the
+// library's go.mod, above this package's own module), searched upwards from
+// the working directory.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
@@ -215,12 +216,12 @@ func RepoRoot(t testing.TB) string {
 		t.Fatalf("browsertest: %v", err)
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/primusgo/primus\n") {
 			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatalf("browsertest: no go.mod above the working directory")
+			t.Fatalf("browsertest: no go.mod of github.com/primusgo/primus above the working directory")
 		}
 		dir = parent
 	}

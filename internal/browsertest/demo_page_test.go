@@ -1,4 +1,4 @@
-package serverapp
+package browsertest_test
 
 import (
 	"context"
@@ -8,15 +8,34 @@ import (
 
 	"github.com/primusgo/primus"
 	"github.com/primusgo/primus/internal/browsertest"
+	"github.com/primusgo/primus/internal/serverapp"
 )
+
+// startApp serves a standalone-server App (as internal/serverapp's tests do)
+// until the end of the test.
+func startApp(t *testing.T, opts serverapp.Options) (*serverapp.App, *httptest.Server) {
+	t.Helper()
+	app, err := serverapp.New(opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ts := httptest.NewServer(app)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = app.Shutdown(ctx)
+		ts.Close()
+	})
+	return app, ts
+}
 
 // TestDemoPageInBrowser drives the demo page in headless Chromium on two
 // nodes of one cluster: a message typed on node A's page appears on node B's
 // page, and the screenshot lands in testoutput/demo-page.png.
 func TestDemoPageInBrowser(t *testing.T) {
 	hub := primus.NewMemoryHub()
-	_, tsA := startApp(t, Options{Broker: hub.NewBroker()})
-	_, tsB := startApp(t, Options{Broker: hub.NewBroker()})
+	_, tsA := startApp(t, serverapp.Options{Broker: hub.NewBroker()})
+	_, tsB := startApp(t, serverapp.Options{Broker: hub.NewBroker()})
 
 	browser := browsertest.NewBrowser(t)
 	pageA := browsertest.NewTab(t, browser)

@@ -55,9 +55,15 @@ func cmdDrain(ctx context.Context, args []string, stdout, stderr io.Writer, logf
 	}
 	defer os.RemoveAll(tmp)
 	if *bin == "" {
+		repo, err := findRepo()
+		if err != nil {
+			return err
+		}
 		*bin = filepath.Join(tmp, "primus-server")
 		logf("building cmd/primus-server")
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", *bin, "./cmd/primus-server").CombinedOutput(); err != nil {
+		build := exec.CommandContext(ctx, "go", "build", "-o", *bin, "./cmd/primus-server")
+		build.Dir = repo // the library's module, not this one
+		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/primusgo/primus/internal/bench"
+	"github.com/primusgo/primus/bench/internal/bench"
 )
 
 func main() {
