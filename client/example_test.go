@@ -22,9 +22,11 @@ func Example() {
 	// A reconnect is a new session without room membership, so join in
 	// OnOpen: it runs on the first connection and after every reconnect,
 	// before anything queued while disconnected is sent.
-	c, err := client.Dial(ctx, serverURL, client.WithOnOpen(func(c *client.Client) {
-		c.Write(map[string]any{"join": "news", "ack": 1})
-	}))
+	c, err := client.Dial(ctx, serverURL, client.Options{
+		OnOpen: func(c *client.Client) {
+			c.Write(map[string]any{"join": "news", "ack": 1})
+		},
+	})
 	if err != nil {
 		fmt.Println("dial:", err)
 		return
