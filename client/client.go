@@ -34,17 +34,17 @@ type Client struct {
 	done   chan struct{} // closed once ended and every goroutine has exited
 	wake   chan struct{} // tells the writer there is something to send
 
-	mu       sync.Mutex
-	cur      *conn         // the open connection, nil while (re)connecting
-	opened   chan struct{} // closed when cur is set; replaced when cur is cleared
-	inOpen   bool          // the OnOpen hook is running: queue is held back
-	prio     fifo          // data written while OnOpen runs
-	queue    fifo          // all other data
-	seq      uint64        // seq of the last message accepted by Write
-	inflight uint64        // seq of the message being written, 0 if none
-	flushers []flusher
-	ended    bool
-	endErr   error
+	mu         sync.Mutex
+	cur        *conn         // the open connection, nil while (re)connecting
+	opened     chan struct{} // closed when cur is set; replaced when cur is cleared
+	inOnOpen   bool          // the OnOpen hook is running: queue is held back
+	openWrites fifo          // data written while OnOpen runs
+	queue      fifo          // all other data
+	seq        uint64        // seq of the last message accepted by Write
+	inflight   uint64        // seq of the message being written, 0 if none
+	flushers   []flusher
+	ended      bool
+	endErr     error
 
 	stats stats
 }
@@ -144,14 +144,14 @@ func (c *Client) enqueue(b []byte) error {
 	if c.ended || c.ctx.Err() != nil {
 		return wrapErr("write", closedErr(c.endErr))
 	}
-	if c.prio.len()+c.queue.len() >= c.opts.QueueSize {
+	if c.openWrites.len()+c.queue.len() >= c.opts.QueueSize {
 		c.stats.queueFull.Add(1)
 		return wrapErr("write", ErrQueueFull)
 	}
 	c.seq++
 	o := outgoing{seq: c.seq, b: b}
-	if c.inOpen {
-		c.prio.push(o)
+	if c.inOnOpen {
+		c.openWrites.push(o)
 	} else {
 		c.queue.push(o)
 	}
@@ -167,23 +167,23 @@ func (c *Client) signal() {
 	}
 }
 
-// next hands the writer its next frame for cn: control messages first, then
-// messages written during OnOpen, then the queue (held while OnOpen runs).
-// seq is 0 for control messages.
-func (c *Client) next(cn *conn) (b []byte, seq uint64, ok bool) {
+// nextFrame hands the writer its next frame for cn: control messages first,
+// then messages written during OnOpen, then the queue (held while OnOpen
+// runs). seq is 0 for control messages.
+func (c *Client) nextFrame(cn *conn) (b []byte, seq uint64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cn.ctx.Err() != nil {
 		return nil, 0, false
 	}
-	if len(cn.ctrl) > 0 {
-		b = cn.ctrl[0]
-		cn.ctrl[0] = nil
-		cn.ctrl = cn.ctrl[1:]
+	if len(cn.control) > 0 {
+		b = cn.control[0]
+		cn.control[0] = nil
+		cn.control = cn.control[1:]
 		return b, 0, true
 	}
-	o, ok := c.prio.pop()
-	if !ok && !c.inOpen {
+	o, ok := c.openWrites.pop()
+	if !ok && !c.inOnOpen {
 		o, ok = c.queue.pop()
 	}
 	if !ok {
@@ -193,9 +193,9 @@ func (c *Client) next(cn *conn) (b []byte, seq uint64, ok bool) {
 	return o.b, o.seq, true
 }
 
-// sent records that the writer is done with message seq (written or lost
-// with its connection) and releases the Flush calls waiting for it.
-func (c *Client) sent(seq uint64) {
+// markWritten records that the writer is done with message seq (written or
+// lost with its connection) and releases the Flush calls waiting for it.
+func (c *Client) markWritten(seq uint64) {
 	if seq == 0 {
 		return
 	}
@@ -222,7 +222,7 @@ func (c *Client) sent(seq uint64) {
 // nothing is pending. c.mu must be held.
 func (c *Client) lowestPending() uint64 {
 	low := c.inflight
-	for _, q := range []*fifo{&c.prio, &c.queue} {
+	for _, q := range []*fifo{&c.openWrites, &c.queue} {
 		if o, ok := q.front(); ok && (low == 0 || o.seq < low) {
 			low = o.seq
 		}
@@ -302,7 +302,7 @@ func (c *Client) ID(ctx context.Context) (string, error) {
 		}
 		if cn.idWait == nil {
 			cn.idWait = make(chan struct{})
-			cn.ctrl = append(cn.ctrl, protocol.IDRequest)
+			cn.control = append(cn.control, protocol.IDRequest)
 			c.signal()
 		}
 		wait := cn.idWait
@@ -395,7 +395,7 @@ func (c *Client) activate(ws *websocket.Conn) *conn {
 	c.stats.connects.Add(1)
 	c.mu.Lock()
 	c.cur = cn
-	c.inOpen = c.opts.OnOpen != nil
+	c.inOnOpen = c.opts.OnOpen != nil
 	close(c.opened)
 	c.mu.Unlock()
 	cn.start()
@@ -409,7 +409,7 @@ func (c *Client) runOnOpen() {
 	}
 	c.opts.OnOpen(c)
 	c.mu.Lock()
-	c.inOpen = false
+	c.inOnOpen = false
 	c.mu.Unlock()
 	c.signal()
 }
@@ -421,7 +421,7 @@ func (c *Client) run(cn *conn) {
 	var reason error
 	for {
 		c.runOnOpen()
-		reason = c.serve(cn)
+		reason = c.waitEnd(cn)
 		c.log.Debug("primus client: connection closed", "reason", reason)
 		if f := c.opts.OnClose; f != nil {
 			f(reason)
@@ -443,9 +443,9 @@ func (c *Client) run(cn *conn) {
 	c.finish(reason)
 }
 
-// serve waits until cn has ended (or the client is closed, then it closes
+// waitEnd waits until cn has ended (or the client is closed, then it closes
 // cn gracefully) and returns why it ended.
-func (c *Client) serve(cn *conn) error {
+func (c *Client) waitEnd(cn *conn) error {
 	<-cn.ctx.Done() // cn.ctx is a child of c.ctx: Close ends it too
 	if c.ctx.Err() != nil {
 		cn.shutdown()
@@ -499,8 +499,8 @@ func (c *Client) finish(reason error) {
 	c.ended = true
 	c.endErr = reason
 	c.cur = nil
-	c.stats.discarded.Add(uint64(c.prio.len() + c.queue.len()))
-	c.prio, c.queue = fifo{}, fifo{}
+	c.stats.discarded.Add(uint64(c.openWrites.len() + c.queue.len()))
+	c.openWrites, c.queue = fifo{}, fifo{}
 	c.mu.Unlock()
 	close(c.msgs)
 	c.log.Debug("primus client: ended", "reason", reason)

@@ -29,7 +29,7 @@ type conn struct {
 	heartbeat   *time.Timer // nil when the ping timeout is disabled
 
 	// Guarded by c.mu.
-	ctrl    [][]byte // control frames (pong, id request), sent first
+	control [][]byte // control frames (pong, id request), sent first
 	id      string
 	idKnown bool
 	idWait  chan struct{} // closed when the id arrives
@@ -81,7 +81,7 @@ func (cn *conn) detach() {
 		c.cur = nil
 		c.opened = make(chan struct{})
 	}
-	cn.ctrl = nil
+	cn.control = nil
 	c.mu.Unlock()
 	cn.cancel()
 }
@@ -135,7 +135,7 @@ func (cn *conn) handle(typ websocket.MessageType, b []byte) bool {
 	}
 	kind, value, err := protocol.ClassifyFromServer(b)
 	if err != nil {
-		c.stats.invalid.Add(1)
+		c.stats.invalidFrames.Add(1)
 		err := fmt.Errorf("%w from the server (frame dropped): %.64q", ErrInvalidJSON, b)
 		c.log.Warn("primus client: dropped a frame that is not valid JSON", "len", len(b))
 		if f := c.opts.OnError; f != nil {
@@ -202,7 +202,7 @@ func (cn *conn) send(b []byte) {
 	c := cn.c
 	c.mu.Lock()
 	if cn.ctx.Err() == nil {
-		cn.ctrl = append(cn.ctrl, b)
+		cn.control = append(cn.control, b)
 	}
 	c.mu.Unlock()
 	c.signal()
@@ -212,7 +212,7 @@ func (cn *conn) writeLoop() {
 	defer cn.wg.Done()
 	c := cn.c
 	for {
-		b, seq, ok := c.next(cn)
+		b, seq, ok := c.nextFrame(cn)
 		if !ok {
 			select {
 			case <-cn.ctx.Done():
@@ -227,7 +227,7 @@ func (cn *conn) writeLoop() {
 		// into a reset. A stuck write is released by fail or shutdown
 		// closing the connection (the ping timeout bounds it).
 		err := cn.ws.Write(context.Background(), websocket.MessageText, b)
-		c.sent(seq)
+		c.markWritten(seq)
 		if err != nil {
 			if seq != 0 {
 				c.stats.lost.Add(1)
