@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/primusgo/primus/internal/protocol"
 )
 
 // Client is a Primus client: one logical session that survives connection
@@ -21,8 +24,8 @@ import (
 // reader and a writer goroutine. All of them have exited when Close returns
 // or when Done is closed.
 type Client struct {
-	opts options
-	url  string // the WebSocket endpoint
+	opts Options // with defaults filled in
+	url  string  // the WebSocket endpoint
 	log  *slog.Logger
 
 	ctx    context.Context // cancelled by Close and when the client ends
@@ -31,17 +34,17 @@ type Client struct {
 	done   chan struct{} // closed once ended and every goroutine has exited
 	wake   chan struct{} // tells the writer there is something to send
 
-	mu       sync.Mutex
-	cur      *conn         // the open connection, nil while (re)connecting
-	opened   chan struct{} // closed when cur is set; replaced when cur is cleared
-	inOpen   bool          // the OnOpen hook is running: queue is held back
-	prio     fifo          // data written while OnOpen runs
-	queue    fifo          // all other data
-	seq      uint64        // seq of the last message accepted by Write
-	inflight uint64        // seq of the message being written, 0 if none
-	flushers []flusher
-	ended    bool
-	endErr   error
+	mu         sync.Mutex
+	cur        *conn         // the open connection, nil while (re)connecting
+	opened     chan struct{} // closed when cur is set; replaced when cur is cleared
+	inOnOpen   bool          // the OnOpen hook is running: queue is held back
+	openWrites fifo          // data written while OnOpen runs
+	queue      fifo          // all other data
+	seq        uint64        // seq of the last message accepted by Write
+	inflight   uint64        // seq of the message being written, 0 if none
+	flushers   []flusher
+	ended      bool
+	endErr     error
 
 	stats stats
 }
@@ -53,47 +56,45 @@ type flusher struct {
 
 // Dial connects to the Primus server at rawURL and returns once the first
 // connection is open, or fails when ctx is done or the connect timeout
-// (WithConnectTimeout) expires; it does not retry. After that the client
+// (Options.ConnectTimeout) expires; it does not retry. After that the client
 // reconnects on its own, and ctx no longer matters: end the client with
 // Close.
 //
 // rawURL may use http, https, ws or wss. A URL without a path gets the
-// pathname (WithPathname, default "/primus"); a path under the pathname is
-// kept; any other path is an error. The query string is kept and sent on
+// pathname (Options.Pathname, default "/primus"); a path under the pathname
+// is kept; any other path is an error. The query string is kept and sent on
 // every connection (servers see it as spark.query).
-func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
-	o := defaultOptions()
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
-		}
-	}
-	if err := o.validate(); err != nil {
+//
+// opts is taken by value, like the server's Config: Options{} gives every
+// default, and Dial keeps its own copy (Header included).
+func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
 		return nil, wrapErr("dial", err)
 	}
-	u, err := endpoint(rawURL, o.pathname)
+	u, err := endpoint(rawURL, o.Pathname)
 	if err != nil {
 		return nil, wrapErr("dial", err)
 	}
 	c := &Client{
 		opts:   o,
 		url:    u,
-		log:    o.logger.With("url", redact(u)),
+		log:    o.Logger.With("url", redact(u)),
 		done:   make(chan struct{}),
 		wake:   make(chan struct{}, 1),
 		opened: make(chan struct{}),
 	}
-	if o.handler == nil {
-		c.msgs = make(chan Message, o.messageBuffer)
+	if o.Handler == nil {
+		c.msgs = make(chan Message, o.MessageBuffer)
 	} else {
 		c.msgs = make(chan Message)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 
 	dctx := ctx
-	if o.connectTimeout > 0 {
+	if o.ConnectTimeout > 0 {
 		var cancel context.CancelFunc
-		dctx, cancel = context.WithTimeout(ctx, o.connectTimeout)
+		dctx, cancel = context.WithTimeout(ctx, o.ConnectTimeout)
 		defer cancel()
 	}
 	ws, err := c.dialWS(dctx)
@@ -124,7 +125,8 @@ func (c *Client) Write(v any) error {
 	if err := enc.Encode(v); err != nil {
 		return wrapErr("write", err)
 	}
-	return c.enqueue(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return c.enqueue(protocol.EscapeLineTerminators(b))
 }
 
 // WriteRaw sends data, which must be one JSON value, as one message; it
@@ -133,7 +135,7 @@ func (c *Client) WriteRaw(data []byte) error {
 	if !json.Valid(data) {
 		return wrapErr("write", ErrInvalidJSON)
 	}
-	return c.enqueue(bytes.Clone(data))
+	return c.enqueue(protocol.EscapeLineTerminators(bytes.Clone(data)))
 }
 
 func (c *Client) enqueue(b []byte) error {
@@ -142,14 +144,14 @@ func (c *Client) enqueue(b []byte) error {
 	if c.ended || c.ctx.Err() != nil {
 		return wrapErr("write", closedErr(c.endErr))
 	}
-	if c.prio.len()+c.queue.len() >= c.opts.queueSize {
+	if c.openWrites.len()+c.queue.len() >= c.opts.QueueSize {
 		c.stats.queueFull.Add(1)
 		return wrapErr("write", ErrQueueFull)
 	}
 	c.seq++
 	o := outgoing{seq: c.seq, b: b}
-	if c.inOpen {
-		c.prio.push(o)
+	if c.inOnOpen {
+		c.openWrites.push(o)
 	} else {
 		c.queue.push(o)
 	}
@@ -165,23 +167,23 @@ func (c *Client) signal() {
 	}
 }
 
-// next hands the writer its next frame for cn: control messages first, then
-// messages written during OnOpen, then the queue (held while OnOpen runs).
-// seq is 0 for control messages.
-func (c *Client) next(cn *conn) (b []byte, seq uint64, ok bool) {
+// nextFrame hands the writer its next frame for cn: control messages first,
+// then messages written during OnOpen, then the queue (held while OnOpen
+// runs). seq is 0 for control messages.
+func (c *Client) nextFrame(cn *conn) (b []byte, seq uint64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cn.ctx.Err() != nil {
 		return nil, 0, false
 	}
-	if len(cn.ctrl) > 0 {
-		b = cn.ctrl[0]
-		cn.ctrl[0] = nil
-		cn.ctrl = cn.ctrl[1:]
+	if len(cn.control) > 0 {
+		b = cn.control[0]
+		cn.control[0] = nil
+		cn.control = cn.control[1:]
 		return b, 0, true
 	}
-	o, ok := c.prio.pop()
-	if !ok && !c.inOpen {
+	o, ok := c.openWrites.pop()
+	if !ok && !c.inOnOpen {
 		o, ok = c.queue.pop()
 	}
 	if !ok {
@@ -191,9 +193,9 @@ func (c *Client) next(cn *conn) (b []byte, seq uint64, ok bool) {
 	return o.b, o.seq, true
 }
 
-// sent records that the writer is done with message seq (written or lost
-// with its connection) and releases the Flush calls waiting for it.
-func (c *Client) sent(seq uint64) {
+// markWritten records that the writer is done with message seq (written or
+// lost with its connection) and releases the Flush calls waiting for it.
+func (c *Client) markWritten(seq uint64) {
 	if seq == 0 {
 		return
 	}
@@ -220,7 +222,7 @@ func (c *Client) sent(seq uint64) {
 // nothing is pending. c.mu must be held.
 func (c *Client) lowestPending() uint64 {
 	low := c.inflight
-	for _, q := range []*fifo{&c.prio, &c.queue} {
+	for _, q := range []*fifo{&c.openWrites, &c.queue} {
 		if o, ok := q.front(); ok && (low == 0 || o.seq < low) {
 			low = o.seq
 		}
@@ -262,9 +264,9 @@ func (c *Client) Flush(ctx context.Context) error {
 // dropped while the connection lives, but a reader stalled for longer than
 // the ping timeout also misses the heartbeats, so the connection is
 // abandoned (the message that could not be delivered is lost with it) and
-// the client reconnects. Read the channel promptly, or use WithHandler.
+// the client reconnects. Read the channel promptly, or use Options.Handler.
 //
-// With WithHandler no messages are sent to the channel; it is only closed at
+// With a Handler no messages are sent to the channel; it is only closed at
 // the end.
 func (c *Client) Messages() <-chan Message { return c.msgs }
 
@@ -300,7 +302,7 @@ func (c *Client) ID(ctx context.Context) (string, error) {
 		}
 		if cn.idWait == nil {
 			cn.idWait = make(chan struct{})
-			cn.ctrl = append(cn.ctrl, idRequest)
+			cn.control = append(cn.control, protocol.IDRequest)
 			c.signal()
 		}
 		wait := cn.idWait
@@ -375,13 +377,13 @@ func (c *Client) closedErr() error {
 // dialWS performs one WebSocket handshake.
 func (c *Client) dialWS(ctx context.Context) (*websocket.Conn, error) {
 	ws, _, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
-		HTTPClient: c.opts.httpClient,
-		HTTPHeader: c.opts.header,
+		HTTPClient: c.opts.HTTPClient,
+		HTTPHeader: c.opts.Header,
 	})
 	if err != nil {
 		return nil, wrapErr("dial "+redact(c.url), err)
 	}
-	ws.SetReadLimit(c.opts.readLimit)
+	ws.SetReadLimit(c.opts.ReadLimit)
 	return ws, nil
 }
 
@@ -393,7 +395,7 @@ func (c *Client) activate(ws *websocket.Conn) *conn {
 	c.stats.connects.Add(1)
 	c.mu.Lock()
 	c.cur = cn
-	c.inOpen = c.opts.onOpen != nil
+	c.inOnOpen = c.opts.OnOpen != nil
 	close(c.opened)
 	c.mu.Unlock()
 	cn.start()
@@ -402,12 +404,12 @@ func (c *Client) activate(ws *websocket.Conn) *conn {
 }
 
 func (c *Client) runOnOpen() {
-	if c.opts.onOpen == nil {
+	if c.opts.OnOpen == nil {
 		return
 	}
-	c.opts.onOpen(c)
+	c.opts.OnOpen(c)
 	c.mu.Lock()
-	c.inOpen = false
+	c.inOnOpen = false
 	c.mu.Unlock()
 	c.signal()
 }
@@ -419,16 +421,16 @@ func (c *Client) run(cn *conn) {
 	var reason error
 	for {
 		c.runOnOpen()
-		reason = c.serve(cn)
+		reason = c.waitEnd(cn)
 		c.log.Debug("primus client: connection closed", "reason", reason)
-		if f := c.opts.onClose; f != nil {
+		if f := c.opts.OnClose; f != nil {
 			f(reason)
 		}
 		switch {
 		case c.ctx.Err() != nil:
 			reason = ErrClosed
 		case errors.Is(reason, ErrServerEnded):
-		case !c.opts.reconnect:
+		case c.opts.DisableReconnect:
 			reason = fmt.Errorf("%w: %w", ErrConnectionLost, reason)
 		default:
 			cn, reason = c.reconnect(reason)
@@ -441,9 +443,9 @@ func (c *Client) run(cn *conn) {
 	c.finish(reason)
 }
 
-// serve waits until cn has ended (or the client is closed, then it closes
+// waitEnd waits until cn has ended (or the client is closed, then it closes
 // cn gracefully) and returns why it ended.
-func (c *Client) serve(cn *conn) error {
+func (c *Client) waitEnd(cn *conn) error {
 	<-cn.ctx.Done() // cn.ctx is a child of c.ctx: Close ends it too
 	if c.ctx.Err() != nil {
 		cn.shutdown()
@@ -455,15 +457,15 @@ func (c *Client) serve(cn *conn) error {
 // reconnect dials with backoff until a connection opens (returned, already
 // active) or the policy gives up (nil and the end reason).
 func (c *Client) reconnect(cause error) (*conn, error) {
-	p := c.opts.policy
+	p := c.opts.Reconnect
 	last := cause
 	for attempt := 1; ; attempt++ {
 		if p.Retries >= 0 && attempt > p.Retries {
 			return nil, fmt.Errorf("%w after %d attempts: %w", ErrReconnectFailed, attempt-1, last)
 		}
-		d := p.delay(attempt, c.opts.random())
+		d := p.delay(attempt, rand.Float64())
 		c.log.Debug("primus client: reconnect scheduled", "attempt", attempt, "delay", d)
-		if f := c.opts.onReconnect; f != nil {
+		if f := c.opts.OnReconnect; f != nil {
 			f(ReconnectEvent{Attempt: attempt, Delay: d, Err: last})
 		}
 		t := time.NewTimer(d)
@@ -497,8 +499,8 @@ func (c *Client) finish(reason error) {
 	c.ended = true
 	c.endErr = reason
 	c.cur = nil
-	c.stats.discarded.Add(uint64(c.prio.len() + c.queue.len()))
-	c.prio, c.queue = fifo{}, fifo{}
+	c.stats.discarded.Add(uint64(c.openWrites.len() + c.queue.len()))
+	c.openWrites, c.queue = fifo{}, fifo{}
 	c.mu.Unlock()
 	close(c.msgs)
 	c.log.Debug("primus client: ended", "reason", reason)

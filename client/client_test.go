@@ -35,10 +35,10 @@ func startStub(t *testing.T, cfg stubConfig) *stubServer {
 
 // dialStub connects a client to s and returns it with the server side of its
 // first connection. The client is closed at the end of the test.
-func dialStub(t *testing.T, s *stubServer, opts ...Option) (*Client, *stubConn) {
+func dialStub(t *testing.T, s *stubServer, opts Options) (*Client, *stubConn) {
 	t.Helper()
 	ctx := testCtx(t)
-	c, err := Dial(ctx, s.URL, opts...)
+	c, err := Dial(ctx, s.URL, opts)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -103,13 +103,13 @@ func newEvents() *events {
 	}
 }
 
-func (e *events) options() []Option {
-	return []Option{
-		WithOnOpen(func(*Client) { e.open <- struct{}{} }),
-		WithOnClose(func(err error) { e.close <- err }),
-		WithOnReconnect(func(ev ReconnectEvent) { e.reconnect <- ev }),
-		WithOnError(func(err error) { e.errs <- err }),
-	}
+// options returns o with the four hooks recording into e.
+func (e *events) options(o Options) Options {
+	o.OnOpen = func(*Client) { e.open <- struct{}{} }
+	o.OnClose = func(err error) { e.close <- err }
+	o.OnReconnect = func(ev ReconnectEvent) { e.reconnect <- ev }
+	o.OnError = func(err error) { e.errs <- err }
+	return o
 }
 
 func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
@@ -125,13 +125,13 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 // fastReconnect retries quickly and for ever.
-var fastReconnect = WithReconnect(ReconnectPolicy{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond, Factor: 1, Retries: -1})
+var fastReconnect = ReconnectPolicy{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond, Factor: 1, Retries: -1}
 
 func TestDialEchoQueryAndHeader(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	ctx := testCtx(t)
-	c, err := Dial(ctx, s.URL+"?token=abc&x=1", WithHeader(http.Header{"Authorization": {"Bearer t0k"}}))
+	c, err := Dial(ctx, s.URL+"?token=abc&x=1", Options{Header: http.Header{"Authorization": {"Bearer t0k"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +166,20 @@ func TestDialEchoQueryAndHeader(t *testing.T) {
 		t.Fatalf("Decode = %q, %v", s2, err)
 	}
 
+	// U+2028 and U+2029 escaped, as the original client does.
+	if err := c.Write(map[string]string{"echo": "a\u2028b\u2029"}); err != nil {
+		t.Fatal(err)
+	}
+	expectFrame(t, sc, `{"echo":"a\u2028b\u2029"}`)
+	if got := recv(t, c); got != `"a\u2028b\u2029"` {
+		t.Fatalf("got %s", got)
+	}
+	if err := c.WriteRaw([]byte("{\"echo\":\"\u2028\"}")); err != nil {
+		t.Fatal(err)
+	}
+	expectFrame(t, sc, `{"echo":"\u2028"}`)
+	recv(t, c)
+
 	raw := []byte(`{"echo":[1,2,3]}`)
 	if err := c.WriteRaw(raw); err != nil {
 		t.Fatal(err)
@@ -186,7 +200,7 @@ func TestDialContextOnlyBoundsTheHandshake(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := Dial(ctx, s.URL)
+	c, err := Dial(ctx, s.URL, Options{})
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -205,20 +219,20 @@ func TestDialErrors(t *testing.T) {
 	s := startStub(t, stubConfig{})
 	s.refuse.Store(true)
 	ctx := testCtx(t)
-	if _, err := Dial(ctx, s.URL); err == nil || !strings.Contains(err.Error(), "503") {
+	if _, err := Dial(ctx, s.URL, Options{}); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Errorf("Dial to a refusing server: %v, want an error mentioning 503", err)
 	}
-	if _, err := Dial(ctx, s.URL+"/elsewhere"); err == nil || !strings.Contains(err.Error(), "pathname") {
+	if _, err := Dial(ctx, s.URL+"/elsewhere", Options{}); err == nil || !strings.Contains(err.Error(), "pathname") {
 		t.Errorf("Dial with a foreign path: %v", err)
 	}
-	if _, err := Dial(ctx, "ftp://127.0.0.1/"); err == nil {
+	if _, err := Dial(ctx, "ftp://127.0.0.1/", Options{}); err == nil {
 		t.Error("Dial ftp:// succeeded")
 	}
-	if _, err := Dial(ctx, s.URL, WithReconnect(ReconnectPolicy{Factor: 0.5})); err == nil {
+	if _, err := Dial(ctx, s.URL, Options{Reconnect: ReconnectPolicy{Factor: 0.5}}); err == nil {
 		t.Error("Dial with factor 0.5 succeeded")
 	}
-	if _, err := Dial(ctx, s.URL, WithQueueSize(0)); err == nil {
-		t.Error("Dial with queue size 0 succeeded")
+	if _, err := Dial(ctx, s.URL, Options{QueueSize: -1}); err == nil {
+		t.Error("Dial with queue size -1 succeeded")
 	}
 
 	// A server that accepts TCP but never answers: the connect timeout
@@ -250,7 +264,7 @@ func TestDialErrors(t *testing.T) {
 			c.Close()
 		}
 	}()
-	_, err = Dial(ctx, "http://"+ln.Addr().String(), WithConnectTimeout(50*time.Millisecond))
+	_, err = Dial(ctx, "http://"+ln.Addr().String(), Options{ConnectTimeout: 50 * time.Millisecond})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Dial to a silent server: %v, want DeadlineExceeded", err)
 	}
@@ -259,7 +273,7 @@ func TestDialErrors(t *testing.T) {
 func TestID(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
-	c, sc := dialStub(t, s, fastReconnect)
+	c, sc := dialStub(t, s, Options{Reconnect: fastReconnect})
 	ctx := testCtx(t)
 	id, err := c.ID(ctx)
 	if err != nil {
@@ -290,7 +304,7 @@ func TestID(t *testing.T) {
 	// ctx bounds the wait.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	c2, _ := dialStub(t, s)
+	c2, _ := dialStub(t, s, Options{})
 	if _, err := c2.ID(cctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("ID(cancelled ctx) = %v", err)
 	}
@@ -303,7 +317,7 @@ func TestHeartbeatKeepsConnectionAlive(t *testing.T) {
 	// timers).
 	s := startStub(t, stubConfig{pingInterval: 20 * time.Millisecond})
 	ev := newEvents()
-	c, sc := dialStub(t, s, append(ev.options(), WithPingTimeout(time.Second))...)
+	c, sc := dialStub(t, s, ev.options(Options{PingTimeout: time.Second}))
 	start := time.Now()
 	for i := 0; i < 6 || time.Since(start) < 2*time.Second; i++ {
 		f, err := sc.next(testCtx(t), nil)
@@ -342,7 +356,7 @@ func TestPingTimeoutReconnects(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{}) // never pings
 	ev := newEvents()
-	c, _ := dialStub(t, s, append(ev.options(), WithPingTimeout(50*time.Millisecond), fastReconnect)...)
+	c, _ := dialStub(t, s, ev.options(Options{PingTimeout: 50 * time.Millisecond, Reconnect: fastReconnect}))
 	waitFor(t, ev.open, "first open")
 	if err := waitFor(t, ev.close, "close"); !errors.Is(err, ErrPingTimeout) {
 		t.Fatalf("close reason = %v, want ErrPingTimeout", err)
@@ -361,7 +375,7 @@ func TestServerEndIsFinal(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	ev := newEvents()
-	c, _ := dialStub(t, s, append(ev.options(), fastReconnect)...)
+	c, _ := dialStub(t, s, ev.options(Options{Reconnect: fastReconnect}))
 	c.Write(map[string]any{"echo": "bye"})
 	c.Write(map[string]any{"end": true})
 	if got := recv(t, c); got != `"bye"` {
@@ -412,8 +426,8 @@ func TestReconnectRunsOnOpenAgain(t *testing.T) {
 		}
 		opens <- n
 	}
-	c, _ := dialStub(t, s, WithOnOpen(join), fastReconnect)
-	pub, _ := dialStub(t, s)
+	c, _ := dialStub(t, s, Options{OnOpen: join, Reconnect: fastReconnect})
+	pub, _ := dialStub(t, s, Options{})
 	waitFor(t, opens, "open 1")
 	if got := recv(t, c); got != `{"ack":1,"ok":true}` {
 		t.Fatalf("got %s", got)
@@ -453,10 +467,9 @@ func TestWritesQueuedWhileReconnecting(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	ev := newEvents()
-	opts := append(ev.options(), fastReconnect, WithOnOpen(func(c *Client) {
-		c.Write(map[string]any{"echo": "open"})
-	}))
-	c, _ := dialStub(t, s, opts...)
+	opts := ev.options(Options{Reconnect: fastReconnect})
+	opts.OnOpen = func(c *Client) { c.Write(map[string]any{"echo": "open"}) }
+	c, _ := dialStub(t, s, opts)
 	if got := recv(t, c); got != `"open"` {
 		t.Fatalf("got %s", got)
 	}
@@ -500,7 +513,9 @@ func TestOnOpenRunsBeforeTheBacklog(t *testing.T) {
 		<-release
 		c.Write(map[string]any{"echo": "j2"})
 	}
-	c, _ := dialStub(t, s, append(ev.options(), fastReconnect, WithOnOpen(hook))...)
+	opts := ev.options(Options{Reconnect: fastReconnect})
+	opts.OnOpen = hook
+	c, _ := dialStub(t, s, opts)
 	disconnect(t, s, c, ev)
 	if err := c.Write(map[string]any{"echo": "backlog"}); err != nil {
 		t.Fatal(err)
@@ -524,7 +539,7 @@ func TestQueueBound(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	ev := newEvents()
-	c, _ := dialStub(t, s, append(ev.options(), fastReconnect, WithQueueSize(3))...)
+	c, _ := dialStub(t, s, ev.options(Options{Reconnect: fastReconnect, QueueSize: 3}))
 	disconnect(t, s, c, ev)
 	for i := 1; i <= 3; i++ {
 		if err := c.Write(map[string]any{"echo": i}); err != nil {
@@ -555,7 +570,7 @@ func TestFlush(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	ev := newEvents()
-	c, sc := dialStub(t, s, append(ev.options(), fastReconnect)...)
+	c, sc := dialStub(t, s, ev.options(Options{Reconnect: fastReconnect}))
 	ctx := testCtx(t)
 	for i := 0; i < 100; i++ {
 		c.Write(map[string]any{"n": i})
@@ -589,8 +604,7 @@ func TestReconnectGivesUpAfterRetries(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	ev := newEvents()
-	c, _ := dialStub(t, s, append(ev.options(),
-		WithReconnect(ReconnectPolicy{Min: time.Millisecond, Factor: 1, Retries: 3}))...)
+	c, _ := dialStub(t, s, ev.options(Options{Reconnect: ReconnectPolicy{Min: time.Millisecond, Factor: 1, Retries: 3}}))
 	disconnect(t, s, c, ev)
 	err := c.Wait(testCtx(t))
 	if !errors.Is(err, ErrReconnectFailed) || !strings.Contains(err.Error(), "503") {
@@ -614,10 +628,10 @@ func TestReconnectGivesUpAfterRetries(t *testing.T) {
 	}
 }
 
-func TestWithoutReconnect(t *testing.T) {
+func TestDisableReconnect(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
-	c, _ := dialStub(t, s, WithoutReconnect())
+	c, _ := dialStub(t, s, Options{DisableReconnect: true})
 	c.Write(map[string]any{"drop": true})
 	if err := c.Wait(testCtx(t)); !errors.Is(err, ErrConnectionLost) {
 		t.Fatalf("Wait = %v, want ErrConnectionLost", err)
@@ -630,7 +644,7 @@ func TestWithoutReconnect(t *testing.T) {
 func TestCloseIsIdempotentAndGraceful(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
-	c, sc := dialStub(t, s)
+	c, sc := dialStub(t, s, Options{})
 	c.Write(map[string]any{"echo": 1})
 	recv(t, c)
 	if err := c.Close(); err != nil {
@@ -669,7 +683,7 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	ev := newEvents()
-	c, _ := dialStub(t, s, append(ev.options(), WithReconnect(ReconnectPolicy{Min: time.Hour}))...)
+	c, _ := dialStub(t, s, ev.options(Options{Reconnect: ReconnectPolicy{Min: time.Hour}}))
 	disconnect(t, s, c, ev)
 	waitFor(t, ev.reconnect, "reconnect scheduled")
 	c.Write("a")
@@ -691,7 +705,7 @@ func TestCloseWhileReconnecting(t *testing.T) {
 func TestCloseWhileApplicationIsNotReading(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
-	c, sc := dialStub(t, s, WithMessageBuffer(1))
+	c, sc := dialStub(t, s, Options{MessageBuffer: 1})
 	for i := 0; i < 5; i++ {
 		c.Write(map[string]any{"echo": i})
 	}
@@ -706,7 +720,7 @@ func TestCloseWhileApplicationIsNotReading(t *testing.T) {
 func TestBackpressureDropsNothing(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
-	c, sc := dialStub(t, s, WithMessageBuffer(1))
+	c, sc := dialStub(t, s, Options{MessageBuffer: 1})
 	const n = 200
 	for i := 0; i < n; i++ {
 		c.Write(map[string]any{"echo": i})
@@ -731,7 +745,7 @@ func TestInvalidJSONIsReportedAndSkipped(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	ev := newEvents()
-	c, _ := dialStub(t, s, ev.options()...)
+	c, _ := dialStub(t, s, ev.options(Options{}))
 	waitFor(t, ev.open, "open")
 	c.Write(map[string]any{"raw": "{not json"})
 	c.Write(map[string]any{"echo": "still alive"})
@@ -749,11 +763,11 @@ func TestInvalidJSONIsReportedAndSkipped(t *testing.T) {
 func TestProtocolLookalikesAreData(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
-	c, _ := dialStub(t, s)
+	c, sc := dialStub(t, s, Options{})
 	for _, v := range []string{
 		"primus::foo::bar",       // unknown type: data
 		"primus::server::reboot", // server:: other than close: swallowed
-		"primus::id::unasked",    // id: swallowed
+		"primus::id::unasked",    // id nobody asked for: swallowed
 		"primus::",               // no type: data
 		"last",
 	} {
@@ -764,12 +778,16 @@ func TestProtocolLookalikesAreData(t *testing.T) {
 			t.Fatalf("got %s, want %s", got, want)
 		}
 	}
+	// The unasked id was not taken for the answer to a later request.
+	if id, err := c.ID(testCtx(t)); err != nil || id != sc.id {
+		t.Fatalf("ID = %q, %v; want %q", id, err, sc.id)
+	}
 }
 
 func TestBinaryFrames(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
-	c, _ := dialStub(t, s)
+	c, _ := dialStub(t, s, Options{})
 	c.Write(map[string]any{"binary": "abc"})
 	m := <-c.Messages()
 	if !m.IsBinary() || string(m.Binary) != "abc" || m.Data != nil {
@@ -785,7 +803,7 @@ func TestHandler(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	got := make(chan Message, 8)
-	c, _ := dialStub(t, s, WithHandler(func(m Message) { got <- m }))
+	c, _ := dialStub(t, s, Options{Handler: func(m Message) { got <- m }})
 	c.Write(map[string]any{"echo": map[string]int{"a": 1}})
 	if m := waitFor(t, got, "handler"); string(m.Data) != `{"a":1}` {
 		t.Fatalf("handler got %s", m.Data)
@@ -802,13 +820,13 @@ func TestTLS(t *testing.T) {
 	if !strings.HasPrefix(s.URL, "https://") {
 		t.Fatalf("URL %s", s.URL)
 	}
-	c, _ := dialStub(t, s, WithHTTPClient(s.srv.Client()))
+	c, _ := dialStub(t, s, Options{HTTPClient: s.srv.Client()})
 	c.Write(map[string]any{"echo": "secure"})
 	if got := recv(t, c); got != `"secure"` {
 		t.Fatalf("got %s", got)
 	}
 	// Without the test CA the handshake fails.
-	if _, err := Dial(testCtx(t), s.URL); err == nil {
+	if _, err := Dial(testCtx(t), s.URL, Options{}); err == nil {
 		t.Fatal("Dial without the server's CA succeeded")
 	}
 }
@@ -817,7 +835,7 @@ func TestReadLimit(t *testing.T) {
 	t.Parallel()
 	s := startStub(t, stubConfig{})
 	ev := newEvents()
-	c, _ := dialStub(t, s, append(ev.options(), WithReadLimit(16), fastReconnect)...)
+	c, _ := dialStub(t, s, ev.options(Options{ReadLimit: 16, Reconnect: fastReconnect}))
 	c.Write(map[string]any{"echo": "short"})
 	if got := recv(t, c); got != `"short"` {
 		t.Fatalf("got %s", got)

@@ -2,12 +2,13 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/primusgo/primus/internal/protocol"
 )
 
 // conn is one WebSocket connection of a Client, with its reader and writer
@@ -28,7 +29,7 @@ type conn struct {
 	heartbeat   *time.Timer // nil when the ping timeout is disabled
 
 	// Guarded by c.mu.
-	ctrl    [][]byte // control frames (pong, id request), sent first
+	control [][]byte // control frames (pong, id request), sent first
 	id      string
 	idKnown bool
 	idWait  chan struct{} // closed when the id arrives
@@ -41,7 +42,7 @@ func newConn(c *Client, ws *websocket.Conn) *conn {
 }
 
 func (cn *conn) start() {
-	if d := cn.c.opts.pingTimeout; d > 0 {
+	if d := cn.c.opts.PingTimeout; d > 0 {
 		// The heartbeat deadline: if the server's pings stop (dead server,
 		// half-open TCP, or a reader stalled by the application), give up
 		// on the connection.
@@ -80,7 +81,7 @@ func (cn *conn) detach() {
 		c.cur = nil
 		c.opened = make(chan struct{})
 	}
-	cn.ctrl = nil
+	cn.control = nil
 	c.mu.Unlock()
 	cn.cancel()
 }
@@ -132,44 +133,49 @@ func (cn *conn) handle(typ websocket.MessageType, b []byte) bool {
 		}
 		return cn.deliver(Message{Binary: b})
 	}
-	if !json.Valid(b) {
-		c.stats.invalid.Add(1)
+	kind, value, err := protocol.ClassifyFromServer(b)
+	if err != nil {
+		c.stats.invalidFrames.Add(1)
 		err := fmt.Errorf("%w from the server (frame dropped): %.64q", ErrInvalidJSON, b)
 		c.log.Warn("primus client: dropped a frame that is not valid JSON", "len", len(b))
-		if f := c.opts.onError; f != nil {
+		if f := c.opts.OnError; f != nil {
 			f(err)
 		}
 		return true
 	}
-	p, ok := parseProtocol(b)
-	if !ok {
-		return cn.deliver(Message{Data: b})
-	}
-	switch p.kind {
-	case "ping":
+	switch kind {
+	case protocol.KindPing:
 		if cn.heartbeat != nil {
-			cn.heartbeat.Reset(c.opts.pingTimeout)
+			cn.heartbeat.Reset(c.opts.PingTimeout)
 		}
-		cn.send(pongFor(p.value))
+		cn.send(protocol.Pong(value))
 		if f := c.opts.onPing; f != nil {
 			f()
 		}
-	case "id":
-		c.mu.Lock()
-		cn.id, cn.idKnown = p.value, true
-		if cn.idWait != nil {
-			close(cn.idWait)
-			cn.idWait = nil
-		}
-		c.mu.Unlock()
-	case "server":
-		// Only "close" matters; other primus::server:: messages are
-		// swallowed, as in the original.
-		if p.value == "close" {
-			cn.serverClose = true
-		}
+	case protocol.KindID:
+		cn.setID(value)
+	case protocol.KindServerClose:
+		cn.serverClose = true
+	case protocol.KindIgnored:
+	default:
+		return cn.deliver(Message{Data: b})
 	}
 	return true
+}
+
+// setID records the id the server sent, if ID asked for one: like the
+// original, which listens for the reply only while a request is pending,
+// an unasked "primus::id::" is swallowed.
+func (cn *conn) setID(id string) {
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cn.idWait == nil {
+		return
+	}
+	cn.id, cn.idKnown = id, true
+	close(cn.idWait)
+	cn.idWait = nil
 }
 
 // deliver hands a message to the application: the handler, or the Messages
@@ -177,7 +183,7 @@ func (cn *conn) handle(typ websocket.MessageType, b []byte) bool {
 func (cn *conn) deliver(m Message) bool {
 	c := cn.c
 	c.stats.received.Add(1)
-	if h := c.opts.handler; h != nil {
+	if h := c.opts.Handler; h != nil {
 		h(m)
 		return true
 	}
@@ -196,7 +202,7 @@ func (cn *conn) send(b []byte) {
 	c := cn.c
 	c.mu.Lock()
 	if cn.ctx.Err() == nil {
-		cn.ctrl = append(cn.ctrl, b)
+		cn.control = append(cn.control, b)
 	}
 	c.mu.Unlock()
 	c.signal()
@@ -206,7 +212,7 @@ func (cn *conn) writeLoop() {
 	defer cn.wg.Done()
 	c := cn.c
 	for {
-		b, seq, ok := c.next(cn)
+		b, seq, ok := c.nextFrame(cn)
 		if !ok {
 			select {
 			case <-cn.ctx.Done():
@@ -221,7 +227,7 @@ func (cn *conn) writeLoop() {
 		// into a reset. A stuck write is released by fail or shutdown
 		// closing the connection (the ping timeout bounds it).
 		err := cn.ws.Write(context.Background(), websocket.MessageText, b)
-		c.sent(seq)
+		c.markWritten(seq)
 		if err != nil {
 			if seq != 0 {
 				c.stats.lost.Add(1)

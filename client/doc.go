@@ -5,10 +5,11 @@
 //
 // # Usage
 //
-//	c, err := client.Dial(ctx, "https://chat.example.com",
-//		client.WithOnOpen(func(c *client.Client) {
+//	c, err := client.Dial(ctx, "https://chat.example.com", client.Options{
+//		OnOpen: func(c *client.Client) {
 //			c.Write(map[string]any{"join": "news"}) // after every (re)connect
-//		}))
+//		},
+//	})
 //	if err != nil {
 //		return err
 //	}
@@ -19,6 +20,10 @@
 //	}
 //	// Messages is closed when the client ended; c.Err() says why.
 //
+// Options configure the client like the server's Config: a struct whose
+// zero value gives the defaults, each documented on its field
+// (client.Dial(ctx, url, client.Options{}) uses them all).
+//
 // # Sessions and reconnects
 //
 // A Client is a logical session over a sequence of connections. When a
@@ -26,7 +31,7 @@
 // reconnects with the original client's backoff (ReconnectPolicy: 500 ms,
 // then exponential with jitter, 10 attempts by default). Every reconnect is
 // a new Primus session: the server sees a new spark with a new id and no room
-// membership, which is why WithOnOpen exists. Messages written while
+// membership, which is why Options.OnOpen exists. Messages written while
 // disconnected wait in a bounded queue and are sent after OnOpen has run.
 //
 // The client does not reconnect when the server ended the session on purpose
@@ -40,17 +45,28 @@
 // Primus servers ping every pingInterval (30 s by default) and close clients
 // that do not answer; the client answers every "primus::ping::<t>" with
 // "primus::pong::<t>". Conversely, when no ping arrived within the ping
-// timeout (WithPingTimeout, 45 s = 1.5 x the default interval) the
+// timeout (Options.PingTimeout, 45 s = 1.5 x the default interval) the
 // connection is presumed dead and replaced. Set the timeout to 1.5 x the
 // server's interval when it is not the default.
+//
+// # Wire format
+//
+// The client recognises control messages exactly as the original client's
+// protocol() does, with the parser this module's server uses too
+// (internal/protocol): strings whose type (after "primus::", up to the next
+// ':') is ping, id or server. That includes Primus's quirks: without a
+// further ':' the type is all but the last character, so "primus::pingX"
+// is a ping with the value "rimus::pingX" (answered "primus::pong::NaN").
+// Every other message is data, "primus::" strings of other types included.
+// Like the original, Write escapes U+2028 and U+2029.
 //
 // # Flow control
 //
 // Write never blocks on the network: it encodes the message and appends it
-// to the outgoing queue (WithQueueSize), or fails with ErrQueueFull. Flush
-// waits until the queue has been written. On the receiving side, the Messages
-// channel (WithMessageBuffer) applies backpressure to the connection: see
-// Messages. WithHandler is the callback alternative.
+// to the outgoing queue (Options.QueueSize), or fails with ErrQueueFull.
+// Flush waits until the queue has been written. On the receiving side, the
+// Messages channel (Options.MessageBuffer) applies backpressure to the
+// connection: see Messages. Options.Handler is the callback alternative.
 //
 // # Differences from the JavaScript client
 //
@@ -61,8 +77,10 @@
 //   - A URL path outside the pathname is an error instead of being silently
 //     replaced; no "_primuscb" cache-busting parameter is added (servers
 //     ignore it).
-//   - Frames that are not valid JSON are reported through WithOnError and
+//   - Frames that are not valid JSON are reported through Options.OnError and
 //     counted in Stats, like the original's "error" event.
+//   - ID asks the server once per connection and keeps the answer; the
+//     original asks on every call.
 //
 // Every error is one of the package's sentinel errors or wraps its cause
 // with a "primus client: <operation>:" prefix; use errors.Is and errors.As.

@@ -29,24 +29,24 @@ var (
 	ErrReconnectFailed = errors.New("primus client: reconnect failed")
 
 	// ErrConnectionLost is the end reason when the connection was lost and
-	// reconnecting is disabled (WithoutReconnect). The error also wraps the
-	// cause (for example ErrPingTimeout).
+	// reconnecting is disabled (Options.DisableReconnect). The error also
+	// wraps the cause (for example ErrPingTimeout).
 	ErrConnectionLost = errors.New("primus client: connection lost")
 
 	// ErrPingTimeout is the reason a connection is abandoned when the server
-	// sent no "primus::ping::" within the ping timeout (WithPingTimeout):
+	// sent no "primus::ping::" within the ping timeout (Options.PingTimeout):
 	// the connection is presumed dead even if TCP has not noticed yet.
 	ErrPingTimeout = errors.New("primus client: no heartbeat from the server within the ping timeout")
 
 	// ErrQueueFull is returned by Write when the outgoing queue
-	// (WithQueueSize) is full: the connection is down or slower than the
+	// (Options.QueueSize) is full: the connection is down or slower than the
 	// application writes. The message was not queued.
 	ErrQueueFull = errors.New("primus client: outgoing queue full")
 
-	// ErrInvalidJSON is reported (WithOnError, logger) for a text frame from
-	// the server that is not valid JSON; the frame is dropped and the
-	// connection stays open, like the original client. WriteRaw returns it
-	// for invalid input.
+	// ErrInvalidJSON is reported (Options.OnError, Options.Logger) for a
+	// text frame from the server that is not valid JSON; the frame is
+	// dropped and the connection stays open, like the original client.
+	// WriteRaw returns it for invalid input.
 	ErrInvalidJSON = errors.New("primus client: invalid JSON")
 
 	// ErrBinary is returned by Message.Decode for a binary frame, which has

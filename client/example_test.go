@@ -2,10 +2,12 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"time"
 
+	"github.com/primusgo/primus"
 	"github.com/primusgo/primus/client"
 	"github.com/primusgo/primus/internal/serverapp"
 )
@@ -22,9 +24,11 @@ func Example() {
 	// A reconnect is a new session without room membership, so join in
 	// OnOpen: it runs on the first connection and after every reconnect,
 	// before anything queued while disconnected is sent.
-	c, err := client.Dial(ctx, serverURL, client.WithOnOpen(func(c *client.Client) {
-		c.Write(map[string]any{"join": "news", "ack": 1})
-	}))
+	c, err := client.Dial(ctx, serverURL, client.Options{
+		OnOpen: func(c *client.Client) {
+			c.Write(map[string]any{"join": "news", "ack": 1})
+		},
+	})
 	if err != nil {
 		fmt.Println("dial:", err)
 		return
@@ -61,6 +65,70 @@ func Example() {
 	// joined: ack 1 ok true
 	// news: {"headline":"hello"}
 	// spark id length: 21 <nil>
+}
+
+// The server closes the connection without ending the session (as a
+// server being restarted or a lost network would): the client reconnects on
+// its own. OnReconnect says that it will, OnOpen that it did; the new
+// connection is a new session (a new spark). When the server ends the
+// session on purpose, the client ends too.
+func Example_reconnect() {
+	sparks := make(chan *primus.Spark, 2)
+	srv, err := primus.New(primus.Config{
+		OnConnection: func(s *primus.Spark) { sparks <- s },
+	})
+	if err != nil {
+		panic(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	opens := make(chan int, 2)
+	n := 0
+	c, err := client.Dial(ctx, hs.URL, client.Options{
+		// The first attempt waits exactly Min; later ones add jitter.
+		Reconnect: client.ReconnectPolicy{Min: 10 * time.Millisecond},
+		// Hooks run one at a time on the client's own goroutine.
+		OnOpen: func(*client.Client) {
+			n++
+			opens <- n
+		},
+		OnClose: func(err error) {
+			fmt.Println("connection closed; session ended:", errors.Is(err, client.ErrServerEnded))
+		},
+		OnReconnect: func(e client.ReconnectEvent) {
+			fmt.Printf("reconnect attempt %d in %v\n", e.Attempt, e.Delay)
+		},
+	})
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.Close()
+	fmt.Println("open", <-opens)
+	first := <-sparks
+
+	first.EndReconnect() // closes without "primus::server::close"
+	fmt.Println("open", <-opens)
+	second := <-sparks
+	id, err := c.ID(ctx)
+	fmt.Println("new spark:", id == second.ID() && id != first.ID(), err)
+
+	second.End() // "primus::server::close": the client does not come back
+	fmt.Println("client ended:", c.Wait(ctx))
+
+	// Output:
+	// open 1
+	// connection closed; session ended: false
+	// reconnect attempt 1 in 10ms
+	// open 2
+	// new spark: true <nil>
+	// connection closed; session ended: true
+	// client ended: primus client: session ended by the server
 }
 
 // startServer runs the standalone server's handler (internal/serverapp, the

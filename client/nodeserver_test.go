@@ -56,7 +56,7 @@ func TestNodeServerIDJoinPublish(t *testing.T) {
 	ctx := nodeCtx(t)
 	srv := nodefixture.StartServer(t, nodefixture.ServerOptions{})
 	join, acks := joiner("news")
-	c, err := Dial(ctx, srv.URL()+"?token=abc&x=1", WithOnOpen(join))
+	c, err := Dial(ctx, srv.URL()+"?token=abc&x=1", Options{OnOpen: join})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,10 +116,9 @@ func TestNodeServerHeartbeat(t *testing.T) {
 	// be loaded and stall node for a while, so use a wider margin that
 	// the observation below still exceeds.
 	const pingTimeout = 2 * time.Second
-	opts := append(ev.options(), WithPingTimeout(pingTimeout), func(o *options) {
-		o.onPing = func() { pings <- struct{}{} }
-	})
-	c, err := Dial(ctx, srv.URL(), opts...)
+	opts := ev.options(Options{PingTimeout: pingTimeout})
+	opts.onPing = func() { pings <- struct{}{} }
+	c, err := Dial(ctx, srv.URL(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +157,9 @@ func TestNodeServerRestartReconnectsAndRejoins(t *testing.T) {
 	srv := nodefixture.StartServer(t, nodefixture.ServerOptions{})
 	ev := newEvents()
 	join, acks := joiner("news")
-	opts := append(ev.options(), WithOnOpen(join), WithReconnect(ReconnectPolicy{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond, Retries: -1}))
-	c, err := Dial(ctx, srv.URL(), opts...)
+	opts := ev.options(Options{Reconnect: ReconnectPolicy{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond, Retries: -1}})
+	opts.OnOpen = join
+	c, err := Dial(ctx, srv.URL(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestNodeServerStopEndsClient(t *testing.T) {
 	ctx := nodeCtx(t)
 	srv := nodefixture.StartServer(t, nodefixture.ServerOptions{})
 	ev := newEvents()
-	c, err := Dial(ctx, srv.URL(), append(ev.options(), WithReconnect(ReconnectPolicy{Min: 10 * time.Millisecond}))...)
+	c, err := Dial(ctx, srv.URL(), ev.options(Options{Reconnect: ReconnectPolicy{Min: 10 * time.Millisecond}}))
 	if err != nil {
 		t.Fatal(err)
 	}

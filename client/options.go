@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -102,169 +101,96 @@ func (p ReconnectPolicy) delay(n int, r float64) time.Duration {
 	return time.Duration(d)
 }
 
-// Option configures Dial.
-type Option func(*options)
+// Options configure a Client (see Dial). The zero value is a working
+// configuration: every zero field takes the default stated on it, which
+// mirrors the original primus.js client where it has an equivalent.
+type Options struct {
+	// Pathname is the server's Primus pathname (default "/primus"; a
+	// missing leading '/' is added), used when the URL given to Dial has
+	// no path. Behind a reverse proxy that mounts the server elsewhere,
+	// give the full path, e.g. "/chat/primus".
+	Pathname string
+	// Header is added to every handshake request (first connection and
+	// reconnects), e.g. Authorization for a server with an authorize hook.
+	Header http.Header
+	// HTTPClient makes the handshakes (TLS configuration, proxy, dialer);
+	// its Timeout, if any, bounds each one. Default http.DefaultClient.
+	HTTPClient *http.Client
 
-type options struct {
-	pathname       string
-	header         http.Header
-	httpClient     *http.Client
-	pingTimeout    time.Duration
-	connectTimeout time.Duration
-	reconnect      bool
-	policy         ReconnectPolicy
-	queueSize      int
-	messageBuffer  int
-	readLimit      int64
-	handler        func(Message)
-	onOpen         func(*Client)
-	onClose        func(error)
-	onReconnect    func(ReconnectEvent)
-	onError        func(error)
-	logger         *slog.Logger
-	random         func() float64 // jitter source; tests replace it
-	onPing         func()         // test seam: a ping arrived
-}
+	// PingTimeout is how long the client waits for the server's heartbeat
+	// ("primus::ping::") after opening and after each ping before it
+	// presumes the connection dead and reconnects (ErrPingTimeout). Use
+	// 1.5 x the server's pingInterval; the default, 45s, matches the
+	// server default of 30s. Negative disables the check, which leaves
+	// half-open TCP connections undetected.
+	PingTimeout time.Duration
+	// ConnectTimeout bounds the first connection, made by Dial (default
+	// 10s, the original's `timeout`); negative: only Dial's context bounds
+	// it. Reconnect attempts are bounded by Reconnect.Timeout instead.
+	ConnectTimeout time.Duration
 
-func defaultOptions() options {
-	return options{
-		pathname:       DefaultPathname,
-		pingTimeout:    DefaultPingTimeout,
-		connectTimeout: DefaultConnectTimeout,
-		reconnect:      true,
-		policy:         ReconnectPolicy{}.withDefaults(),
-		queueSize:      DefaultQueueSize,
-		messageBuffer:  DefaultMessageBuffer,
-		readLimit:      DefaultReadLimit,
-		logger:         slog.New(slog.DiscardHandler),
-		random:         rand.Float64,
-	}
-}
+	// Reconnect is the backoff after a connection is lost; zero fields
+	// take the original client's defaults (see ReconnectPolicy).
+	Reconnect ReconnectPolicy
+	// DisableReconnect makes the client end as soon as its connection is
+	// lost, with ErrConnectionLost wrapping the cause.
+	DisableReconnect bool
 
-func (o *options) validate() error {
-	var errs []error
-	if o.policy.Factor < 1 {
-		errs = append(errs, fmt.Errorf("reconnect factor %v is below 1", o.policy.Factor))
-	}
-	if o.queueSize < 1 {
-		errs = append(errs, fmt.Errorf("queue size %d is below 1", o.queueSize))
-	}
-	if o.messageBuffer < 0 {
-		errs = append(errs, fmt.Errorf("message buffer %d is negative", o.messageBuffer))
-	}
-	if o.pingTimeout < 0 || o.connectTimeout < 0 {
-		errs = append(errs, errors.New("negative timeout"))
-	}
-	return errors.Join(errs...)
-}
+	// QueueSize bounds the outgoing queue, in messages (default 1024):
+	// Write returns ErrQueueFull when that many messages wait to be handed
+	// to the connection. Negative is an error.
+	QueueSize int
+	// MessageBuffer is the capacity of the Messages channel (default 64);
+	// negative makes it unbuffered. Unused with Handler.
+	MessageBuffer int
+	// ReadLimit is the largest message accepted from the server, in bytes
+	// (default 10 MiB, the server's own default maxLength). A larger one
+	// fails the connection (close 1009), which then reconnects. Negative
+	// disables the limit.
+	ReadLimit int64
 
-// WithPathname sets the server's Primus pathname (default "/primus"), used
-// when the URL given to Dial has no path. Behind a reverse proxy that mounts
-// the server elsewhere, pass the full path, e.g. "/chat/primus".
-func WithPathname(p string) Option {
-	return func(o *options) {
-		if !strings.HasPrefix(p, "/") {
-			p = "/" + p
-		}
-		o.pathname = p
-	}
-}
+	// Handler, when set, is called for every received message, in order,
+	// on the connection's reader goroutine, instead of sending it to the
+	// Messages channel. While it runs nothing else is read from the
+	// connection, heartbeats included: a handler that blocks longer than
+	// the ping timeout gets the connection dropped, and it must not wait
+	// for anything that arrives on the connection (such as ID's answer).
+	// It must not call Close (Close waits for its goroutine); call
+	// go c.Close() instead.
+	Handler func(Message)
 
-// WithHeader adds HTTP headers to every handshake request (first connection
-// and reconnects), e.g. Authorization for a server with an authorize hook.
-func WithHeader(h http.Header) Option {
-	return func(o *options) { o.header = h.Clone() }
-}
+	// OnOpen runs every time a connection opens: after the first Dial and
+	// after every reconnect. A reconnect is a brand-new session on the
+	// server (new spark id, no room membership), so this is where an
+	// application (re-)joins its rooms.
+	//
+	// It runs on the client's connection-management goroutine. Messages
+	// written while it runs (by it or, concurrently, by any other
+	// goroutine: the client cannot tell them apart) are sent at once, in
+	// order; the messages queued while the client was disconnected are
+	// held until it returns, so a re-join goes out before them. It may
+	// call Write and ID and may wait for replies on Messages; it must not
+	// call Close.
+	OnOpen func(*Client)
+	// OnClose runs whenever a connection closes, with the reason
+	// (ErrPingTimeout, a read error, ErrServerEnded, ErrClosed), before the
+	// client decides whether to reconnect, on the connection-management
+	// goroutine; it must not call Close.
+	OnClose func(err error)
+	// OnReconnect runs when a reconnect attempt is scheduled (the
+	// original's "reconnect scheduled"), on the connection-management
+	// goroutine; it must not call Close.
+	OnReconnect func(ReconnectEvent)
+	// OnError receives problems that do not end the connection, such as a
+	// frame from the server that is not valid JSON (ErrInvalidJSON). It
+	// runs on the reader goroutine; it must not block or call Close.
+	OnError func(error)
 
-// WithHTTPClient sets the HTTP client used for the handshakes (TLS config,
-// proxy, custom dialer). Its Timeout, if any, bounds each handshake.
-func WithHTTPClient(hc *http.Client) Option {
-	return func(o *options) { o.httpClient = hc }
-}
+	// Logger receives connection lifecycle events (debug level) and
+	// dropped frames (warn level). Nil discards everything.
+	Logger *slog.Logger
 
-// WithPingTimeout sets how long the client waits for the server's heartbeat
-// ("primus::ping::") after opening and after each ping before it presumes
-// the connection dead and reconnects. Use 1.5 x the server's pingInterval
-// (the default, 45s, matches the server default of 30s). 0 disables the
-// check, which leaves half-open TCP connections undetected.
-func WithPingTimeout(d time.Duration) Option {
-	return func(o *options) { o.pingTimeout = d }
-}
-
-// WithConnectTimeout bounds the first connection made by Dial (default 10s;
-// 0 means only Dial's context bounds it). Reconnect attempts are bounded by
-// ReconnectPolicy.Timeout instead.
-func WithConnectTimeout(d time.Duration) Option {
-	return func(o *options) { o.connectTimeout = d }
-}
-
-// WithReconnect sets the reconnect policy (and re-enables reconnecting after
-// WithoutReconnect). Zero fields take their defaults.
-func WithReconnect(p ReconnectPolicy) Option {
-	return func(o *options) {
-		o.reconnect = true
-		o.policy = p.withDefaults()
-	}
-}
-
-// WithoutReconnect makes the client end (with ErrConnectionLost wrapping the
-// cause) as soon as its connection is lost.
-func WithoutReconnect() Option {
-	return func(o *options) { o.reconnect = false }
-}
-
-// WithQueueSize bounds the outgoing queue, in messages (default 1024). Write
-// returns ErrQueueFull when the queue holds n messages not yet handed to the
-// connection.
-func WithQueueSize(n int) Option {
-	return func(o *options) { o.queueSize = n }
-}
-
-// WithMessageBuffer sets the capacity of the Messages channel (default 64).
-// Ignored with WithHandler.
-func WithMessageBuffer(n int) Option {
-	return func(o *options) { o.messageBuffer = n }
-}
-
-// WithReadLimit sets the largest message accepted from the server, in bytes
-// (default 10 MiB). A larger message fails the connection (close 1009), which
-// then reconnects. A negative n disables the limit.
-func WithReadLimit(n int64) Option {
-	return func(o *options) { o.readLimit = n }
-}
-
-// WithHandler makes the client call h for every received message, in order,
-// on the connection's reader goroutine, instead of sending it to the Messages
-// channel. While h runs, nothing else is read from the connection, including
-// heartbeats: a handler that blocks longer than the ping timeout gets the
-// connection dropped, and h must not wait for anything that arrives on the
-// connection (such as ID's answer). h must not call Close (Close waits for
-// the goroutine running h); call go c.Close() instead.
-func WithHandler(h func(Message)) Option {
-	return func(o *options) { o.handler = h }
-}
-
-// WithOnOpen registers f to run every time a connection opens: after the
-// first Dial and after every reconnect. A reconnect is a brand-new session
-// on the server (new spark id, no room membership), so f is where an
-// application (re-)joins its rooms.
-//
-// f runs on the client's connection-management goroutine. Messages written
-// while it runs (by f or, concurrently, by any other goroutine: the client
-// cannot tell them apart) are sent at once, in order; the messages queued
-// while the client was disconnected are held until f returns, so a re-join
-// goes out before them. f may call Write and ID and may wait for replies on
-// Messages; it must not call Close.
-func WithOnOpen(f func(*Client)) Option {
-	return func(o *options) { o.onOpen = f }
-}
-
-// WithOnClose registers f to run whenever a connection closes, with the
-// reason (ErrPingTimeout, a read error, ErrServerEnded, ErrClosed). It runs
-// before the client decides whether to reconnect, on the
-// connection-management goroutine; it must not call Close.
-func WithOnClose(f func(err error)) Option {
-	return func(o *options) { o.onClose = f }
+	onPing func() // test seam: a ping arrived
 }
 
 // ReconnectEvent describes a scheduled reconnect attempt.
@@ -278,26 +204,45 @@ type ReconnectEvent struct {
 	Err error
 }
 
-// WithOnReconnect registers f to run when a reconnect attempt is scheduled
-// (the original's "reconnect scheduled"), on the connection-management
-// goroutine; it must not call Close.
-func WithOnReconnect(f func(ReconnectEvent)) Option {
-	return func(o *options) { o.onReconnect = f }
-}
-
-// WithOnError registers f for problems that do not end the connection, such
-// as a frame from the server that is not valid JSON (ErrInvalidJSON). It runs
-// on the reader goroutine; it must not block or call Close.
-func WithOnError(f func(error)) Option {
-	return func(o *options) { o.onError = f }
-}
-
-// WithLogger sets the logger for connection lifecycle events (debug level)
-// and dropped frames (warn level). The default discards everything.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) {
-		if l != nil {
-			o.logger = l
-		}
+// withDefaults fills in the zero fields and checks the others.
+func (o Options) withDefaults() (Options, error) {
+	var errs []error
+	if o.Pathname == "" {
+		o.Pathname = DefaultPathname
+	} else if !strings.HasPrefix(o.Pathname, "/") {
+		o.Pathname = "/" + o.Pathname
 	}
+	o.Header = o.Header.Clone()
+	if o.PingTimeout == 0 {
+		o.PingTimeout = DefaultPingTimeout
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.Reconnect.Factor != 0 && o.Reconnect.Factor < 1 {
+		errs = append(errs, fmt.Errorf("reconnect factor %v is below 1", o.Reconnect.Factor))
+	}
+	o.Reconnect = o.Reconnect.withDefaults()
+	switch {
+	case o.QueueSize < 0:
+		errs = append(errs, fmt.Errorf("queue size %d is negative", o.QueueSize))
+	case o.QueueSize == 0:
+		o.QueueSize = DefaultQueueSize
+	}
+	switch {
+	case o.MessageBuffer < 0:
+		o.MessageBuffer = 0
+	case o.MessageBuffer == 0:
+		o.MessageBuffer = DefaultMessageBuffer
+	}
+	switch {
+	case o.ReadLimit < 0:
+		o.ReadLimit = -1 // websocket's "no limit"
+	case o.ReadLimit == 0:
+		o.ReadLimit = DefaultReadLimit
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, errors.Join(errs...)
 }

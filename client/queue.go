@@ -8,7 +8,7 @@ type outgoing struct {
 }
 
 // fifo is a slice-backed queue. The outgoing queue is bounded by
-// WithQueueSize, so the backing array stays small.
+// Options.QueueSize, so the backing array stays small.
 type fifo struct {
 	items []outgoing
 	head  int

@@ -30,7 +30,7 @@ type Stats struct {
 }
 
 type stats struct {
-	connects, sent, received, lost, discarded, queueFull, invalid atomic.Uint64
+	connects, sent, received, lost, discarded, queueFull, invalidFrames atomic.Uint64
 }
 
 // Stats returns a snapshot of the client's counters.
@@ -43,6 +43,6 @@ func (c *Client) Stats() Stats {
 		Lost:          s.lost.Load(),
 		Discarded:     s.discarded.Load(),
 		QueueFull:     s.queueFull.Load(),
-		InvalidFrames: s.invalid.Load(),
+		InvalidFrames: s.invalidFrames.Load(),
 	}
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"math"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -43,58 +44,32 @@ func TestEndpoint(t *testing.T) {
 	}
 }
 
-func TestWithPathnameAddsSlash(t *testing.T) {
+func TestOptionsDefaults(t *testing.T) {
 	t.Parallel()
-	o := defaultOptions()
-	WithPathname("realtime")(&o)
-	if o.pathname != "/realtime" {
-		t.Fatalf("pathname = %q", o.pathname)
+	o, err := Options{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func TestParseProtocol(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		frame string
-		ok    bool
-		want  packet
-	}{
-		{`"primus::ping::1795626594563"`, true, packet{"ping", "1795626594563"}},
-		{`"primus::id::4qadHYMEK9T1YmBJDPKzt"`, true, packet{"id", "4qadHYMEK9T1YmBJDPKzt"}},
-		{`"primus::id::"`, true, packet{"id", ""}},
-		{`"primus::server::close"`, true, packet{"server", "close"}},
-		{`"primus::server::other"`, true, packet{"server", "other"}},
-		{` "primus::ping::1" `, true, packet{"ping", "1"}},
-		{`"\u0070rimus::ping::7"`, true, packet{"ping", "7"}}, // escaped: still a string that starts with primus::
-		{`"primus::ping:"`, true, packet{"ping", ""}},
-		{`"primus::foo::bar"`, false, packet{}},
-		{`"primus::"`, false, packet{}},
-		{`"primus:ping::1"`, false, packet{}},
-		{`"hello"`, false, packet{}},
-		{`{"primus::ping::1":1}`, false, packet{}},
-		{`["primus::ping::1"]`, false, packet{}},
-		{`null`, false, packet{}},
-	} {
-		got, ok := parseProtocol([]byte(tc.frame))
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("parseProtocol(%s) = %+v, %v; want %+v, %v", tc.frame, got, ok, tc.want, tc.ok)
-		}
+	if o.Pathname != "/primus" || o.PingTimeout != 45*time.Second || o.ConnectTimeout != 10*time.Second ||
+		o.QueueSize != 1024 || o.MessageBuffer != 64 || o.ReadLimit != 10<<20 || o.Logger == nil ||
+		o.DisableReconnect || o.Reconnect != (ReconnectPolicy{}).withDefaults() {
+		t.Fatalf("zero Options = %+v", o)
 	}
-}
 
-func TestPongFor(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{
-		"1795626594563": `"primus::pong::1795626594563"`,
-		"0042":          `"primus::pong::42"`,
-		"":              `"primus::pong::0"`,
-		"1.5":           `"primus::pong::1.5"`,
-		"abc":           `"primus::pong::NaN"`,
-		"0x10":          `"primus::pong::NaN"`, // JS would say 16; servers never send it
-		"Infinity":      `"primus::pong::NaN"`,
-	} {
-		if got := string(pongFor(in)); got != want {
-			t.Errorf("pongFor(%q) = %s, want %s", in, got, want)
+	header := http.Header{"X": {"1"}}
+	o, err = Options{Pathname: "realtime", Header: header, PingTimeout: -1, ConnectTimeout: -1, MessageBuffer: -1, ReadLimit: -5}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Negative: disabled, unbuffered, unlimited; Dial keeps its own header.
+	header.Set("X", "2")
+	if o.Pathname != "/realtime" || o.PingTimeout > 0 || o.ConnectTimeout > 0 || o.MessageBuffer != 0 || o.ReadLimit != -1 || o.Header.Get("X") != "1" {
+		t.Fatalf("Options = %+v", o)
+	}
+
+	for _, bad := range []Options{{QueueSize: -1}, {Reconnect: ReconnectPolicy{Factor: 0.5}}, {Reconnect: ReconnectPolicy{Factor: -2}}} {
+		if _, err := bad.withDefaults(); err == nil {
+			t.Errorf("%+v accepted", bad)
 		}
 	}
 }

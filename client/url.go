@@ -14,7 +14,7 @@ import (
 // server routes by prefix, so "/primus/anything" is fine) is kept as given.
 // Unlike the original, which silently replaces any other path with its
 // compiled-in pathname, any other path is an error: in Go code it is more
-// likely a mistake (or a proxy mount that WithPathname should state) than
+// likely a mistake (or a proxy mount that Options.Pathname should state) than
 // something to ignore.
 func endpoint(raw, pathname string) (string, error) {
 	u, err := url.Parse(raw)
@@ -37,7 +37,7 @@ func endpoint(raw, pathname string) (string, error) {
 		u.Path, u.RawPath = pathname, ""
 	case strings.HasPrefix(u.Path, pathname):
 	default:
-		return "", fmt.Errorf("URL path %q is not under the Primus pathname %q (set WithPathname for a server mounted elsewhere)", u.Path, pathname)
+		return "", fmt.Errorf("URL path %q is not under the Primus pathname %q (set Options.Pathname for a server mounted elsewhere)", u.Path, pathname)
 	}
 	u.Fragment, u.RawFragment = "", ""
 	return u.String(), nil

@@ -34,6 +34,49 @@ func FuzzClassify(f *testing.F) {
 	})
 }
 
+// FuzzClassifyFromServer checks the client side against Parse on the decoded
+// string, and that a pong always is valid JSON.
+func FuzzClassifyFromServer(f *testing.F) {
+	for _, s := range []string{`"primus::ping::1"`, `"primus::id::x"`, `"primus::server::close"`, `"primus::pingX"`, `"\u0070rimus::ping::\u2028"`, `1`, `{"a":`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		kind, value, err := ClassifyFromServer(in)
+		if (err != nil) == json.Valid(in) {
+			t.Fatalf("ClassifyFromServer(%q) error %v disagrees with json.Valid", in, err)
+		}
+		var s string
+		if json.Unmarshal(in, &s) != nil {
+			if kind != KindData {
+				t.Fatalf("ClassifyFromServer(%q) = %v for a non-string", in, kind)
+			}
+			return
+		}
+		typ, v, ok := Parse(s)
+		var want Kind
+		switch {
+		case !ok:
+		case typ == "ping":
+			want = KindPing
+		case typ == "id":
+			want = KindID
+		case typ == "server" && v == "close":
+			want = KindServerClose
+		case typ == "server":
+			want = KindIgnored
+		}
+		if want == KindData {
+			v = ""
+		}
+		if kind != want || value != v {
+			t.Fatalf("ClassifyFromServer(%q) = %v %q, Parse = %q %q %v", in, kind, value, typ, v, ok)
+		}
+		if kind == KindPing && !json.Valid(Pong(value)) {
+			t.Fatalf("Pong(%q) = %s is not JSON", value, Pong(value))
+		}
+	})
+}
+
 // FuzzEncode checks that every encoded value is valid JSON without raw line terminators.
 func FuzzEncode(f *testing.F) {
 	f.Add("plain")

@@ -16,44 +16,66 @@ import (
 // Prefix starts every protocol message.
 const Prefix = "primus::"
 
-// Kind classifies an incoming message.
+// Kind is what a Primus peer makes of a message: a server of a client's
+// (Classify) or a client of a server's (ClassifyFromServer). Each side knows
+// only its own control messages and takes every other message as data.
 type Kind int
 
 const (
-	// KindData is application data (including unknown primus:: strings).
+	// KindData is application data, including "primus::" strings of a type
+	// the receiving side does not know.
 	KindData Kind = iota
-	// KindPong is a heartbeat answer "primus::pong::<x>".
+	// KindPong is, to a server, a heartbeat answer "primus::pong::<x>".
 	KindPong
-	// KindID is an id request "primus::id::".
+	// KindID is, to a server, an id request "primus::id::" (any value is
+	// ignored); to a client, the reply "primus::id::<id>".
 	KindID
+	// KindPing is, to a client, a heartbeat "primus::ping::<x>", answered
+	// with Pong(value).
+	KindPing
+	// KindServerClose is, to a client, "primus::server::close": the server
+	// is ending the session, so the next close is final (no reconnect).
+	KindServerClose
+	// KindIgnored is, to a client, any other "primus::server::<x>": a
+	// control message swallowed without effect.
+	KindIgnored
 )
+
+func (k Kind) String() string {
+	switch k {
+	case KindData:
+		return "data"
+	case KindPong:
+		return "pong"
+	case KindID:
+		return "id"
+	case KindPing:
+		return "ping"
+	case KindServerClose:
+		return "server close"
+	case KindIgnored:
+		return "ignored"
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
 
 // ErrInvalidJSON wraps decode failures of incoming text.
 var ErrInvalidJSON = errors.New("invalid JSON")
 
-// Classify decides what an incoming text message is. It returns an error
+var errDecode = fmt.Errorf("failed to decode incoming data: %w", ErrInvalidJSON)
+
+// Classify decides what a frame from a client is to a Primus server
+// (spark.js protocol()): KindPong, KindID or KindData. It returns an error
 // wrapping ErrInvalidJSON when text is not one JSON value.
 func Classify(text []byte) (Kind, error) {
 	if !json.Valid(text) {
-		return KindData, fmt.Errorf("failed to decode incoming data: %w", ErrInvalidJSON)
+		return KindData, errDecode
 	}
-	t := bytes.TrimLeft(text, " \t\r\n")
-	if len(t) < len(Prefix)+2 || t[0] != '"' {
-		return KindData, nil
-	}
-	var s string
-	if bytes.IndexByte(t, '\\') < 0 {
-		// The common case: no escapes, so the string is the bytes between quotes.
-		t = bytes.TrimRight(t, " \t\r\n")
-		s = string(t[1 : len(t)-1])
-	} else if err := json.Unmarshal(t, &s); err != nil {
-		return KindData, nil
-	}
-	typ, _, ok := Parse(s)
+	s, ok := controlString(text)
 	if !ok {
 		return KindData, nil
 	}
-	switch typ {
+	switch typ, _, _ := Parse(s); typ {
 	case "pong":
 		return KindPong, nil
 	case "id":
@@ -62,14 +84,63 @@ func Classify(text []byte) (Kind, error) {
 	return KindData, nil
 }
 
-// Parse splits a protocol string the way Primus does: type = characters
-// after "primus::" up to the next ':', value = everything after the "::".
+// ClassifyFromServer decides what a frame from the server is to a Primus
+// client (primus.js protocol()): KindPing with the ping's value, KindID with
+// the id, KindServerClose, KindIgnored, or KindData. It returns an error
+// wrapping ErrInvalidJSON when text is not one JSON value.
+func ClassifyFromServer(text []byte) (kind Kind, value string, err error) {
+	if !json.Valid(text) {
+		return KindData, "", errDecode
+	}
+	s, ok := controlString(text)
+	if !ok {
+		return KindData, "", nil
+	}
+	typ, value, _ := Parse(s)
+	switch typ {
+	case "ping":
+		return KindPing, value, nil
+	case "id":
+		return KindID, value, nil
+	case "server":
+		// Every server:: message is swallowed; only "close" ends the session.
+		if value == "close" {
+			return KindServerClose, value, nil
+		}
+		return KindIgnored, value, nil
+	}
+	return KindData, "", nil
+}
+
+// controlString returns the string held by text, which must be valid JSON,
+// when it is a JSON string that starts with Prefix.
+func controlString(text []byte) (string, bool) {
+	t := bytes.Trim(text, " \t\r\n")
+	if !IsControl(t) {
+		return "", false
+	}
+	if inner := t[1 : len(t)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		// The common case: the string is the bytes between the quotes.
+		return string(inner), true
+	}
+	var s string
+	if json.Unmarshal(t, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// Parse splits a protocol string the way Primus does (both sides): type =
+// characters after "primus::" up to the next ':', value = everything after
+// that ':' and one more character (normally the second ':').
 //
 // Without a ':' after the prefix Primus's indexOf returns -1, so its type is
 // msg.slice(8, -1) (all but the last UTF-16 code unit) and its value
 // msg.slice(1): "primus::pong" is type "pon" (data, not a pong) while
-// "primus::pongX" is type "pong". Parse reproduces that; a dropped half of
-// a surrogate pair leaves U+FFFD, which matches no known type, as in Primus.
+// "primus::pongX" is type "pong" with value "rimus::pongX". Parse reproduces
+// that. Where JavaScript would split a surrogate pair, the half it keeps
+// becomes U+FFFD, which is what that half turns into in JSON and UTF-8, and
+// which matches no known type, as in Primus.
 func Parse(s string) (typ, value string, ok bool) {
 	if len(s) < len(Prefix) || s[:len(Prefix)] != Prefix {
 		return "", "", false
@@ -88,8 +159,15 @@ func Parse(s string) (typ, value string, ok bool) {
 		return typ, s[1:], true
 	}
 	typ = rest[:i]
-	if i+2 <= len(rest) {
-		value = rest[i+2:]
+	// Skip one character (one UTF-16 code unit) after the ':'.
+	after := rest[i+1:]
+	if after == "" {
+		return typ, "", true
+	}
+	r, size := utf8.DecodeRuneInString(after)
+	value = after[size:]
+	if r > 0xFFFF {
+		value = string(utf8.RuneError) + value // the low surrogate JavaScript keeps
 	}
 	return typ, value, true
 }
@@ -105,6 +183,17 @@ func IDReply(id string) []byte {
 	b, _ := json.Marshal(Prefix + "id::" + id)
 	return b
 }
+
+// Pong is a client's answer to a ping with the given value. Like the
+// original client it sends 'primus::pong::' + Number(value): servers send
+// their Date.now(), so this is normally an echo; anything JavaScript does
+// not read as a number becomes "NaN" (servers do not check the value).
+func Pong(pingValue string) []byte {
+	return []byte(`"` + Prefix + "pong::" + numberString(pingValue) + `"`)
+}
+
+// IDRequest asks the server for the spark id; it answers with IDReply.
+var IDRequest = []byte(`"` + Prefix + `id::"`)
 
 // ServerClose is sent before an intentional close: the client must not reconnect.
 var ServerClose = []byte(`"` + Prefix + `server::close"`)

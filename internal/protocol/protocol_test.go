@@ -73,6 +73,10 @@ func TestParse(t *testing.T) {
 		{"primus::pong:", "pong", ""},
 		{"primus::id:", "id", ""},
 		{"primus::a::b::c", "a", "b::c"},
+		{"primus::ping:x5", "ping", "5"},
+		// The character skipped after the ':' is one UTF-16 code unit.
+		{"primus::id:\u00e95", "id", "5"},
+		{"primus::id:\U0001F6005", "id", "\uFFFD5"},
 	} {
 		typ, val, ok := Parse(tt.in)
 		if !ok || typ != tt.typ || val != tt.value {
@@ -81,6 +85,46 @@ func TestParse(t *testing.T) {
 	}
 	if _, _, ok := Parse("primus:x"); ok {
 		t.Fatal("Parse accepted a string without the prefix")
+	}
+}
+
+func TestClassifyFromServer(t *testing.T) {
+	tests := []struct {
+		in      string
+		kind    Kind
+		value   string
+		invalid bool
+	}{
+		{`"primus::ping::1712000000000"`, KindPing, "1712000000000", false},
+		{`"primus::ping::"`, KindPing, "", false},
+		{`"primus::pingX"`, KindPing, "rimus::pingX", false},
+		{`"primus::ping"`, KindData, "", false},
+		{`"\u0070rimus::ping::7"`, KindPing, "7", false},
+		{`"primus::ping::\u2028"`, KindPing, "\u2028", false},
+		{`"primus::id::abc"`, KindID, "abc", false},
+		{`"primus::id::"`, KindID, "", false},
+		{`"primus::idX"`, KindID, "rimus::idX", false},
+		{`"primus::server::close"`, KindServerClose, "close", false},
+		{`"primus::server::closeX"`, KindIgnored, "closeX", false},
+		{`"primus::serverX"`, KindIgnored, "rimus::serverX", false},
+		{`"primus::pong::1"`, KindData, "", false}, // a server's message, not a client's
+		{`"primus::foo::bar"`, KindData, "", false},
+		{`"primus::"`, KindData, "", false},
+		{`["primus::ping::1"]`, KindData, "", false},
+		{`{"primus::ping::1":1}`, KindData, "", false},
+		{`"hello"`, KindData, "", false},
+		{`null`, KindData, "", false},
+		{`"primus::ping::1`, KindData, "", true},
+	}
+	for _, tt := range tests {
+		kind, value, err := ClassifyFromServer([]byte(tt.in))
+		if tt.invalid != (err != nil) || (err != nil && !errors.Is(err, ErrInvalidJSON)) {
+			t.Errorf("ClassifyFromServer(%s) error = %v, want invalid=%v", tt.in, err, tt.invalid)
+			continue
+		}
+		if kind != tt.kind || value != tt.value {
+			t.Errorf("ClassifyFromServer(%s) = %v %q, want %v %q", tt.in, kind, value, tt.kind, tt.value)
+		}
 	}
 }
 
@@ -129,6 +173,19 @@ func TestControlMessages(t *testing.T) {
 	}
 	if string(ServerClose) != `"primus::server::close"` {
 		t.Errorf("ServerClose = %s", ServerClose)
+	}
+	if string(IDRequest) != `"primus::id::"` {
+		t.Errorf("IDRequest = %s", IDRequest)
+	}
+	for value, want := range map[string]string{
+		"1712000000000": `"primus::pong::1712000000000"`,
+		"":              `"primus::pong::0"`,
+		"rimus::pingX":  `"primus::pong::NaN"`,
+		"0x10":          `"primus::pong::16"`, // Number("0x10"); see TestNumberString
+	} {
+		if got := string(Pong(value)); got != want {
+			t.Errorf("Pong(%q) = %s, want %s", value, got, want)
+		}
 	}
 }
 
