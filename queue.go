@@ -281,12 +281,14 @@ func unsent(batch [][]byte, sent int) net.Buffers {
 	return bufs
 }
 
-// drain waits up to timeout for the writer to write what is queued.
-func (q *outQueue) drain(timeout time.Duration) {
+// drain waits up to timeout for the writer to write what is queued and
+// reports whether all of it was written.
+func (q *outQueue) drain(timeout time.Duration) bool {
 	q.mu.Lock()
 	if !q.writing {
+		ok := !q.dead
 		q.mu.Unlock()
-		return
+		return ok
 	}
 	if q.idle == nil {
 		q.idle = make(chan struct{})
@@ -297,7 +299,11 @@ func (q *outQueue) drain(timeout time.Duration) {
 	defer t.Stop()
 	select {
 	case <-idle:
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return !q.dead
 	case <-t.C:
+		return false
 	}
 }
 
