@@ -440,6 +440,14 @@ func (ts *testServer) rawDial(t testing.TB, path string) *rawConn {
 // rawDialEarly sends early right behind the handshake request, in the same write.
 func (ts *testServer) rawDialEarly(t testing.TB, path string, early []byte) *rawConn {
 	t.Helper()
+	c, _ := ts.rawDialWith(t, path, "", early)
+	return c
+}
+
+// rawDialWith adds extra header lines ("Name: value\r\n" each) to the
+// handshake request and returns the 101 response too.
+func (ts *testServer) rawDialWith(t testing.TB, path, extra string, early []byte) (*rawConn, *http.Response) {
+	t.Helper()
 	if path == "" {
 		path = ts.Pathname()
 	}
@@ -458,8 +466,8 @@ func (ts *testServer) rawDialEarly(t testing.TB, path string, early []byte) *raw
 	var key [16]byte
 	_, _ = rand.Read(key[:])
 	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
-		path, ts.hs.Listener.Addr(), base64.StdEncoding.EncodeToString(key[:]))
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n%s\r\n",
+		path, ts.hs.Listener.Addr(), base64.StdEncoding.EncodeToString(key[:]), extra)
 	if _, err := conn.Write(append([]byte(req), early...)); err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +479,7 @@ func (ts *testServer) rawDialEarly(t testing.TB, path string, early []byte) *raw
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("handshake status %d", resp.StatusCode)
 	}
-	return &rawConn{Conn: conn, br: br}
+	return &rawConn{Conn: conn, br: br}, resp
 }
 
 // writeFrame writes one frame; b0 is the first header byte (FIN, RSV, opcode).

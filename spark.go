@@ -375,8 +375,7 @@ func (s *Spark) readError(err error) CloseReason {
 		return ReasonClientClosed
 	case errors.As(err, &pe):
 		s.out.PushFinal(ws.CloseFrame(pe.Code, pe.Msg))
-		s.out.Drain(s.srv.cfg.CloseTimeout)
-		s.lingerAfterClose()
+		s.lingerAfterClose(s.out.Drain(s.srv.cfg.CloseTimeout))
 		s.reportError(err)
 		if pe.Code == ws.CloseTooBig {
 			return ReasonMessageTooLarge
@@ -386,11 +385,17 @@ func (s *Spark) readError(err error) CloseReason {
 	return ReasonClientClosed
 }
 
-// lingerAfterClose reads and drops what the client still sends (the rest
-// of an oversized message, say) until it closes or CloseTimeout passes:
-// closing a socket with unread bytes sends a TCP reset, which can destroy
-// the close frame before the client reads it.
-func (s *Spark) lingerAfterClose() {
+// lingerAfterClose ends a failed connection. Once the close frame is out
+// (sent), it shuts the write side, so that the client sees the server
+// close TCP at once (RFC 6455 §7.1.1, §7.1.7); then it reads and drops
+// what the client still sends (the rest of an oversized message, its
+// answering close) until it closes or CloseTimeout passes: closing a
+// socket with unread bytes sends a TCP reset, which can destroy the close
+// frame before the client reads it.
+func (s *Spark) lingerAfterClose(sent bool) {
+	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok && sent {
+		_ = cw.CloseWrite()
+	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.CloseTimeout))
 	_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, s.srv.cfg.MaxLength))
 }

@@ -353,12 +353,14 @@ func unsent(batch [][]byte, sent int) net.Buffers {
 	return bufs
 }
 
-// Drain waits up to timeout for what is queued to be written.
-func (w *Writer) Drain(timeout time.Duration) {
+// Drain waits up to timeout for what is queued to be written and reports
+// whether all of it was.
+func (w *Writer) Drain(timeout time.Duration) bool {
 	w.mu.Lock()
 	if !w.writing {
+		ok := !w.dead
 		w.mu.Unlock()
-		return
+		return ok
 	}
 	if w.idle == nil {
 		w.idle = make(chan struct{})
@@ -369,7 +371,11 @@ func (w *Writer) Drain(timeout time.Duration) {
 	defer t.Stop()
 	select {
 	case <-idle:
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return !w.dead
 	case <-t.C:
+		return false
 	}
 }
 

@@ -298,7 +298,9 @@ func TestDrain(t *testing.T) {
 	if r.w.Push([]byte("after")) {
 		t.Fatal("accepted a frame after the final one")
 	}
-	r.w.Drain(10 * time.Second)
+	if !r.w.Drain(10 * time.Second) {
+		t.Fatal("Drain: not everything was written")
+	}
 	if got := r.readAll(t, 4); string(got) != "last" {
 		t.Fatalf("read %q", got)
 	}
