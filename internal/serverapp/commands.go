@@ -34,20 +34,8 @@ type publishCommand struct {
 	Data   json.RawMessage `json:"data"`
 }
 
-// rooms accepts a room name or a list of them.
+// rooms is a room name or a list of them.
 type rooms []string
-
-func (r *rooms) UnmarshalJSON(b []byte) error {
-	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("[")) {
-		return json.Unmarshal(b, (*[]string)(r))
-	}
-	var one string
-	if err := json.Unmarshal(b, &one); err != nil {
-		return errors.New("a room must be a string or a list of strings")
-	}
-	*r = rooms{one}
-	return nil
-}
 
 var (
 	errNoCommand      = errors.New("unknown command: expected join, leave, leaveAll or publish")
@@ -82,7 +70,7 @@ func (a *App) handleError(s *primus.Spark, err error) {
 	if !errors.As(err, &rl) {
 		return
 	}
-	if ack := ackOf(rl.Data); ack != nil {
+	if ack := ackOf(rl.Data.JSON()); ack != nil {
 		_ = s.Write(ackReply(ack, errRateLimited))
 	}
 }
@@ -94,25 +82,15 @@ func (a *App) parseAndRun(s *primus.Spark, d primus.Data) (ack json.RawMessage, 
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, false, nil
 	}
-	var cmd command
-	if err := json.Unmarshal(raw, &cmd); err != nil {
-		// A malformed command still gets its answer when its ack is readable.
-		return ackOf(d), true, fmt.Errorf("invalid command: %w", err)
+	cmd, err := parseCommand(raw)
+	if err != nil {
+		return ackOf(raw), true, fmt.Errorf("invalid command: %w", err)
 	}
 	err = a.run(s, &cmd)
 	if errors.Is(err, errNoCommand) && cmd.Ack == nil {
 		return nil, false, nil // an object that is not a command: plain data
 	}
 	return cmd.Ack, true, err
-}
-
-// ackOf returns the ack of a command object, or nil.
-func ackOf(d primus.Data) json.RawMessage {
-	var ackOnly struct {
-		Ack json.RawMessage `json:"ack"`
-	}
-	_ = json.Unmarshal(d.JSON(), &ackOnly)
-	return ackOnly.Ack
 }
 
 func (a *App) run(s *primus.Spark, cmd *command) error {
