@@ -24,7 +24,7 @@ func TestParseCommand(t *testing.T) {
 		{`{"publish":{"room":"r","data":null}}`, command{Publish: &publishCommand{Room: "r", Data: json.RawMessage(`null`)}}, ""},
 		{`{"publish":null}`, command{}, ""},
 		{`{"join":"a","join":"b"}`, command{Join: rooms{"b"}}, ""}, // the last one counts
-		{`{"JOIN":"a"}`, command{}, ""},                           // names are exact
+		{`{"JOIN":"a"}`, command{}, ""},                            // names are exact
 		{`{"join":"\u0061\ud83d\ude00"}`, command{Join: rooms{"a😀"}}, ""},
 		{`{"join":5,"ack":2}`, command{}, "a room must be a string or a list of strings"},
 		{`{"join":["a",5]}`, command{}, "join must be a list of strings"},
