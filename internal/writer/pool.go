@@ -58,10 +58,11 @@ func (p *Pool) schedule(w *Writer) {
 // rest of batch (if any). The caller owns w's writes.
 func (p *Pool) goWrite(w *Writer, batch [][]byte, sent int) {
 	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		w.writeLoop(batch, sent)
-	}()
+	if batch == nil {
+		go w.writeFresh() // the common case captures one pointer, not five words
+		return
+	}
+	go w.writeLoop(batch, sent)
 }
 
 // next returns the writer to flush next, or nil when the flusher should exit.

@@ -299,10 +299,13 @@ func (w *Writer) writeBatch(rw *rawWriter, batch [][]byte) {
 	w.mu.Unlock()
 }
 
-// writeLoop is the writer's own goroutine: it writes with blocking writes
-// and WriteTimeout until the queue is empty. It starts with the unwritten
-// rest of batch (sent bytes of it are out), if any.
+func (w *Writer) writeFresh() { w.writeLoop(nil, 0) }
+
+// writeLoop is the writer's own goroutine (counted in the pool): it writes
+// with blocking writes and WriteTimeout until the queue is empty. It starts
+// with the unwritten rest of batch (sent bytes of it are out), if any.
 func (w *Writer) writeLoop(batch [][]byte, sent int) {
+	defer w.pool.wg.Done()
 	for {
 		if batch == nil {
 			if batch = w.take(); batch == nil {
