@@ -16,12 +16,12 @@ import (
 	"time"
 )
 
-const usage = `primus-bench: load generator and Node/Go comparison for Primus servers.
+const usage = `primus-bench: load generator and Node/Centrifuge/Go comparison for Primus servers.
 
 Usage:
   primus-bench run     -targets ws://127.0.0.1:8081/primus,ws://127.0.0.1:8082/primus [-protocol primus|centrifuge] [flags]
   primus-bench idle    -target ws://127.0.0.1:8081/primus -clients 10000 -pid <server pid>
-  primus-bench compare [-quick] [-runs 3] [-scenarios S1,S2,S3,S4,S5] [-update BENCHMARKS.md]
+  primus-bench compare [-quick] [-runs 3] [-scenarios S1,S2,S3,S4,S5] [-stacks node,centrifuge,go,floor] [-update BENCHMARKS.md]
   primus-bench serve   [-cpuprofile file] [-pprof addr] -- <primus-server flags>
   primus-bench floor   [-addr 127.0.0.1:0]
   primus-bench report  [-in bench-results/compare.jsonl] [-update BENCHMARKS.md]
@@ -31,8 +31,9 @@ run: N clients over the targets join rooms, a publisher sends benchmark
 messages at a fixed rate (or steps up to the maximum rate), and the
 deliveries, loss, duplicates, latency and server CPU are reported.
 idle: N idle connections; the server's RSS per connection.
-compare: starts Redis and two nodes of each stack (Go: cmd/primus-server,
-Node: testdata/node/server.js) per scenario and writes bench-results/.
+compare: starts Redis and two nodes of each stack (Node: testdata/node/server.js,
+Centrifuge: bench/centrifuge, Go: cmd/primus-server) per scenario and writes
+bench-results/.
 serve: the standalone server (same code as cmd/primus-server) with profiling.
 report: re-renders the table and chart of a compare results file.
 drain: N clients on one primus-server, SIGTERM, and when /readyz failed and
@@ -278,14 +279,14 @@ func cmdCompare(ctx context.Context, args []string, stderr io.Writer, logf func(
 	quick := fs.Bool("quick", false, "one run with short steps and 10,000 idle connections (a few minutes)")
 	runs := fs.Int("runs", 3, "runs per scenario and stack (medians are reported)")
 	scen := fs.String("scenarios", "S1,S2,S3,S4,S5", "scenarios to run")
-	stacks := fs.String("stacks", "node,go,floor", "stacks to run: node, go, floor (the trivial reference server, S1-S3 only)")
+	stacks := fs.String("stacks", "node,centrifuge,go,floor", "stacks to run: node, centrifuge, go, floor (the trivial reference server, S1-S3 only)")
 	out := fs.String("out", "bench-results", "results directory (relative to -repo)")
 	update := fs.String("update", "", "markdown file whose results section (between the primus-bench markers) is rewritten, e.g. BENCHMARKS.md")
 	repo := fs.String("repo", "", "module root (default: found upwards from the working directory)")
 	nodeDir := fs.String("node-dir", "", "the Node fixture (default <repo>/testdata/node)")
 	goRedis := fs.String("go-redis-mode", "native", "the Go nodes' -redis-mode (native or compat)")
 	idle := fs.String("idle", "", "idle connection counts for S5 (default 10000,19900; quick: 10000)")
-	ping := fs.Duration("ping-interval", 30*time.Second, "heartbeat interval of both stacks (the Primus default)")
+	ping := fs.Duration("ping-interval", 30*time.Second, "heartbeat interval of the Primus stacks (the Primus default; Centrifuge keeps its own, 25s)")
 	profile := fs.String("profile", "", "run the Go nodes under \"primus-bench serve\" and write their CPU profiles into this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
