@@ -55,15 +55,60 @@ func stackNames(st Setup) map[string]string {
 // connection count with the 8 KiB goal.
 func renderSVG(panels []ChartPanel, names map[string]string) string {
 	const (
-		pw, ph  = 420, 300 // panel size
-		legendH = 64
-		gap     = 10
+		pw, ph = 420, 300 // panel size
+		gap    = 10
 	)
 	n := max(len(panels), 1)
 	cols := min(n, 3)
 	rows := (n + cols - 1) / cols
 	w := cols*pw + (cols-1)*gap
-	h := rows*ph + (rows-1)*gap + legendH
+	var panelsSVG strings.Builder
+	present := map[string]bool{}
+	for pi, p := range panels {
+		ox, oy := (pi%cols)*(pw+gap), (pi/cols)*(ph+gap)
+		if p.Bars != nil {
+			drawBars(&panelsSVG, p, ox, oy, pw, ph, present)
+		} else {
+			drawSteps(&panelsSVG, p, ox, oy, pw, ph, present)
+		}
+	}
+	// Legend, wrapped to the width (about 6 px per character).
+	var legend strings.Builder
+	ly := rows*ph + (rows-1)*gap + 16
+	lx := 10
+	for _, s := range []string{"node", "centrifuge", "go", "floor"} {
+		if !present[s] {
+			continue
+		}
+		if ew := 44 + 6*len(names[s]); lx > 10 && lx+ew > w {
+			lx, ly = 10, ly+18
+		}
+		dash := ""
+		if s == "floor" {
+			dash = ` stroke-dasharray="3 3"`
+		}
+		fmt.Fprintf(&legend, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"%s/>`+"\n", lx, ly-4, lx+22, ly-4, stackColors[s], dash)
+		fmt.Fprintf(&legend, `<text x="%d" y="%d">%s</text>`+"\n", lx+28, ly, esc(names[s]))
+		lx += 44 + 6*len(names[s])
+	}
+	notes := []string{"hollow: a step over a bound (loss, p99, publisher behind); a line joins the steps of a stack's median run"}
+	if present["floor"] {
+		notes = append(notes, floorNote)
+	}
+	for i, note := range notes {
+		for j, line := range wrapText(note, (w-20)/6) {
+			ly += 18
+			if i == 0 && j == 0 {
+				fmt.Fprintf(&legend, `<circle cx="15" cy="%d" r="3.5" fill="#fff" stroke="#555" stroke-width="1.5"/>`+"\n", ly-4)
+			}
+			indent := 10
+			if i == 0 {
+				indent = 24
+			}
+			fmt.Fprintf(&legend, `<text x="%d" y="%d" fill="#444">%s</text>`+"\n", indent, ly, esc(line))
+		}
+	}
+	h := ly + 12
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#fff"/>`+"\n", w, h)
@@ -71,36 +116,27 @@ func renderSVG(panels []ChartPanel, names map[string]string) string {
 		b.WriteString(`<text x="10" y="20">no results</text></svg>` + "\n")
 		return b.String()
 	}
-	present := map[string]bool{}
-	for pi, p := range panels {
-		ox, oy := (pi%cols)*(pw+gap), (pi/cols)*(ph+gap)
-		if p.Bars != nil {
-			drawBars(&b, p, ox, oy, pw, ph, present)
-		} else {
-			drawSteps(&b, p, ox, oy, pw, ph, present)
-		}
-	}
-	// Legend.
-	ly := rows*ph + (rows-1)*gap
-	lx := 10
-	for _, s := range []string{"node", "centrifuge", "go", "floor"} {
-		if !present[s] {
-			continue
-		}
-		dash := ""
-		if s == "floor" {
-			dash = ` stroke-dasharray="3 3"`
-		}
-		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"%s/>`+"\n", lx, ly+12, lx+22, ly+12, stackColors[s], dash)
-		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", lx+28, ly+16, esc(names[s]))
-		lx += 44 + 6*len(names[s])
-	}
-	fmt.Fprintf(&b, `<circle cx="21" cy="%d" r="3.5" fill="#fff" stroke="#555" stroke-width="1.5"/><text x="38" y="%d">hollow: a step over a bound (loss, p99, publisher behind); each line is the steps of the stack's median run</text>`+"\n", ly+32, ly+36)
-	if present["floor"] {
-		fmt.Fprintf(&b, `<text x="10" y="%d" fill="#555">%s</text>`+"\n", ly+56, esc(floorNote))
-	}
+	b.WriteString(panelsSVG.String())
+	b.WriteString(legend.String())
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// wrapText breaks s into lines of at most width characters, at spaces.
+func wrapText(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	return append(lines, line)
 }
 
 // drawSteps draws a delivered/s against p99 panel at (ox, oy).
