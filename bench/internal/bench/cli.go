@@ -130,7 +130,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, logf f
 	path := fs.String("path", PathWS, "publish path: ws, http, redis-native, redis-compat, redis-centrifuge or members")
 	pubNode := fs.Int("publish-node", 1, "index of the target the ws and http publishers use")
 	redis := fs.String("redis", "", "Redis host:port for the redis paths")
-	channel := fs.String("channel", "primus", "Redis channel prefix of the servers (centrifuge-server: centrifuge)")
+	channel := fs.String("channel", "", `Redis channel prefix of the servers (default "primus", or "centrifuge" with -protocol centrifuge)`)
 	size := fs.Int("size", 100, "message size in bytes")
 	rate := fs.Float64("rate", 20000, "deliveries per second (the first step when stepping)")
 	dur := fs.Duration("duration", 10*time.Second, "publishing time (per step)")

@@ -24,7 +24,7 @@ type LoadConfig struct {
 	Path        string // publish path (PathWS, ...)
 	PublishNode int    // target of the ws and http paths
 	RedisAddr   string // redis paths
-	Channel     string // Redis channel prefix (default "primus")
+	Channel     string // Redis channel prefix (default "primus"; Centrifuge: "centrifuge")
 	Size        int    // message size in bytes
 
 	// Fixed rate: Rate deliveries per second for Duration. With Step set,
@@ -153,6 +153,9 @@ func (c *LoadConfig) defaults() error {
 	}
 	if c.Channel == "" {
 		c.Channel = "primus"
+		if c.Protocol == ProtoCentrifuge {
+			c.Channel = centrifugePrefix
+		}
 	}
 	if c.Size <= 0 {
 		c.Size = 100
