@@ -2,8 +2,9 @@
 GO ?= go
 
 # The library and the nested modules that keep their dependencies out of its
-# go.mod: the load tool (bench/) and the browser tests (internal/browsertest).
-MODULES := . bench internal/browsertest
+# go.mod: the load tool (bench/), its Centrifuge peer (bench/centrifuge/) and
+# the browser tests (internal/browsertest).
+MODULES := . bench bench/centrifuge internal/browsertest
 
 # Every module is vetted and tested on its own go.mod, as CI and users see it,
 # even when a local go.work exists.

@@ -1,5 +1,5 @@
-// Command primus-bench is the load generator and the Node/Go comparison
-// of BENCHMARKS.md: "run" drives N clients and a publisher against running
+// Command primus-bench is the load generator and the Node/Centrifuge/Go
+// comparison of BENCHMARKS.md: "run" drives N clients and a publisher against running
 // servers, "idle" measures memory per idle connection, "compare" starts
 // Redis and two nodes of each stack and runs the scenarios S1-S5.
 package main

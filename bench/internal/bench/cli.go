@@ -16,12 +16,12 @@ import (
 	"time"
 )
 
-const usage = `primus-bench: load generator and Node/Go comparison for Primus servers.
+const usage = `primus-bench: load generator and Node/Centrifuge/Go comparison for Primus servers.
 
 Usage:
-  primus-bench run     -targets ws://127.0.0.1:8081/primus,ws://127.0.0.1:8082/primus [flags]
+  primus-bench run     -targets ws://127.0.0.1:8081/primus,ws://127.0.0.1:8082/primus [-protocol primus|centrifuge] [flags]
   primus-bench idle    -target ws://127.0.0.1:8081/primus -clients 10000 -pid <server pid>
-  primus-bench compare [-quick] [-runs 3] [-scenarios S1,S2,S3,S4,S5] [-update BENCHMARKS.md]
+  primus-bench compare [-quick] [-runs 3] [-scenarios S1,S2,S3,S4,S5] [-stacks node,centrifuge,go,floor] [-update BENCHMARKS.md]
   primus-bench serve   [-cpuprofile file] [-pprof addr] -- <primus-server flags>
   primus-bench floor   [-addr 127.0.0.1:0]
   primus-bench report  [-in bench-results/compare.jsonl] [-update BENCHMARKS.md]
@@ -31,8 +31,9 @@ run: N clients over the targets join rooms, a publisher sends benchmark
 messages at a fixed rate (or steps up to the maximum rate), and the
 deliveries, loss, duplicates, latency and server CPU are reported.
 idle: N idle connections; the server's RSS per connection.
-compare: starts Redis and two nodes of each stack (Go: cmd/primus-server,
-Node: testdata/node/server.js) per scenario and writes bench-results/.
+compare: starts Redis and two nodes of each stack (Node: testdata/node/server.js,
+Centrifuge: bench/centrifuge, Go: cmd/primus-server) per scenario and writes
+bench-results/.
 serve: the standalone server (same code as cmd/primus-server) with profiling.
 report: re-renders the table and chart of a compare results file.
 drain: N clients on one primus-server, SIGTERM, and when /readyz failed and
@@ -120,15 +121,16 @@ func parseProcs(s string) ([]Proc, error) {
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, logf func(string, ...any)) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	targets := fs.String("targets", "", "comma-separated ws://host:port/primus endpoints, one per node (required)")
+	targets := fs.String("targets", "", "comma-separated ws://host:port/path endpoints, one per node (required; default path: the protocol's)")
+	proto := fs.String("protocol", ProtoPrimus, "the servers' client protocol: primus (the Node fixture, primus-server, floor) or centrifuge")
 	clients := fs.Int("clients", 1000, "client connections")
 	rooms := fs.Int("rooms", 10, "rooms")
 	layout := fs.String("layout", "mod", `"mod": client i joins room i mod rooms; "block": contiguous blocks of clients/rooms`)
 	clientNodes := fs.String("client-nodes", "0", "indices of the targets that host clients (client i on the (i mod n)-th)")
-	path := fs.String("path", PathWS, "publish path: ws, http, redis-native, redis-compat or members")
+	path := fs.String("path", PathWS, "publish path: ws, http, redis-native, redis-compat, redis-centrifuge or members")
 	pubNode := fs.Int("publish-node", 1, "index of the target the ws and http publishers use")
 	redis := fs.String("redis", "", "Redis host:port for the redis paths")
-	channel := fs.String("channel", "primus", "Redis channel prefix of the servers")
+	channel := fs.String("channel", "", `Redis channel prefix of the servers (default "primus", or "centrifuge" with -protocol centrifuge)`)
 	size := fs.Int("size", 100, "message size in bytes")
 	rate := fs.Float64("rate", 20000, "deliveries per second (the first step when stepping)")
 	dur := fs.Duration("duration", 10*time.Second, "publishing time (per step)")
@@ -159,14 +161,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, logf f
 		}
 		defer pprof.StopCPUProfile()
 	}
-	cfg := LoadConfig{Name: "run", Stack: "server", Clients: *clients, Rooms: *rooms, Layout: *layout, Path: *path,
+	d, err := dialectFor(*proto)
+	if err != nil {
+		return err
+	}
+	cfg := LoadConfig{Name: "run", Stack: "server", Protocol: d.name(), Clients: *clients, Rooms: *rooms, Layout: *layout, Path: *path,
 		PublishNode: *pubNode, RedisAddr: *redis, Channel: *channel, Size: *size, Rate: *rate, Duration: *dur, Warm: *warm,
 		Loops: *loops, BusyPause: *busy, BusyEvents: *busyEv, Log: logf}
 	for t := range strings.SplitSeq(*targets, ",") {
 		if t = strings.TrimSpace(t); t == "" {
 			continue
 		}
-		tg, err := ParseTarget(t)
+		tg, err := parseTarget(t, d)
 		if err != nil {
 			return err
 		}
@@ -178,7 +184,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, logf f
 	if *pubNode >= len(cfg.Targets) {
 		cfg.PublishNode = len(cfg.Targets) - 1
 	}
-	var err error
 	if cfg.ClientNodes, err = intList(*clientNodes); err != nil {
 		return err
 	}
@@ -239,7 +244,8 @@ func appendJSON(file string, v any) error {
 func cmdIdle(ctx context.Context, args []string, stdout, stderr io.Writer, logf func(string, ...any)) error {
 	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	target := fs.String("target", "", "ws://host:port/primus endpoint (required)")
+	target := fs.String("target", "", "ws://host:port/path endpoint (required; default path: the protocol's)")
+	proto := fs.String("protocol", ProtoPrimus, "the server's client protocol: primus or centrifuge")
 	clients := fs.Int("clients", 10000, "idle connections")
 	pid := fs.Int("pid", 0, "server process whose RSS is measured")
 	settle := fs.Duration("settle", 5*time.Second, "idle time before measuring")
@@ -247,14 +253,18 @@ func cmdIdle(ctx context.Context, args []string, stdout, stderr io.Writer, logf 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	tg, err := ParseTarget(*target)
+	d, err := dialectFor(*proto)
+	if err != nil {
+		return err
+	}
+	tg, err := parseTarget(*target, d)
 	if err != nil {
 		return err
 	}
 	if _, err := raiseNoFile(); err != nil {
 		return err
 	}
-	res, err := RunIdle(ctx, IdleConfig{Name: "idle", Stack: "server", Target: tg, Clients: *clients, Pid: *pid, Settle: *settle, Log: logf})
+	res, err := RunIdle(ctx, IdleConfig{Name: "idle", Stack: "server", Protocol: d.name(), Target: tg, Clients: *clients, Pid: *pid, Settle: *settle, Log: logf})
 	if err != nil {
 		return err
 	}
@@ -269,14 +279,14 @@ func cmdCompare(ctx context.Context, args []string, stderr io.Writer, logf func(
 	quick := fs.Bool("quick", false, "one run with short steps and 10,000 idle connections (a few minutes)")
 	runs := fs.Int("runs", 3, "runs per scenario and stack (medians are reported)")
 	scen := fs.String("scenarios", "S1,S2,S3,S4,S5", "scenarios to run")
-	stacks := fs.String("stacks", "node,go,floor", "stacks to run: node, go, floor (the trivial reference server, S1-S3 only)")
+	stacks := fs.String("stacks", "node,centrifuge,go,floor", "stacks to run: node, centrifuge, go, floor (the trivial reference server, S1-S3 only)")
 	out := fs.String("out", "bench-results", "results directory (relative to -repo)")
 	update := fs.String("update", "", "markdown file whose results section (between the primus-bench markers) is rewritten, e.g. BENCHMARKS.md")
 	repo := fs.String("repo", "", "module root (default: found upwards from the working directory)")
 	nodeDir := fs.String("node-dir", "", "the Node fixture (default <repo>/testdata/node)")
 	goRedis := fs.String("go-redis-mode", "native", "the Go nodes' -redis-mode (native or compat)")
 	idle := fs.String("idle", "", "idle connection counts for S5 (default 10000,19900; quick: 10000)")
-	ping := fs.Duration("ping-interval", 30*time.Second, "heartbeat interval of both stacks (the Primus default)")
+	ping := fs.Duration("ping-interval", 30*time.Second, "heartbeat interval of the Primus stacks (the Primus default; Centrifuge keeps its own, 25s)")
 	profile := fs.String("profile", "", "run the Go nodes under \"primus-bench serve\" and write their CPU profiles into this directory")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -19,14 +19,14 @@ type CompareConfig struct {
 	Runs      int      // independent runs per scenario and stack (medians are reported)
 	Quick     bool     // short steps, one run, 10,000 idle connections only
 	Scenarios []string // S1..S5
-	Stacks    []string // "node", "go"
+	Stacks    []string // "node", "centrifuge", "go", "floor"
 	Out       string   // results directory
 	Update    string   // markdown file whose results section is rewritten ("" = none)
 	Repo      string   // module root
 	NodeDir   string   // the npm fixture (testdata/node)
 	GoRedis   string   // the Go nodes' -redis-mode
 	Idle      []int    // idle connection counts for S5
-	PingMs    int      // server heartbeat interval of both stacks
+	PingMs    int      // server heartbeat interval of the Primus stacks (Centrifuge keeps its default)
 	Profile   string   // directory for CPU profiles of the Go nodes ("" = plain cmd/primus-server)
 	Log       func(format string, args ...any)
 }
@@ -37,6 +37,7 @@ type scenario struct {
 	load        *LoadConfig // clients, rooms, layout and path (per stack for S4)
 	fixedRate   float64     // deliveries/s of the fixed-rate measurement (0: none)
 	step        *StepConfig // stepping to the maximum (nil: none)
+	stepFrom    float64     // deliveries/s of the first step (default 20000)
 	idle        bool
 }
 
@@ -70,7 +71,8 @@ func (c *CompareConfig) scenarios() []scenario {
 			step:      &StepConfig{Factor: 2, Bisect: bisect, P99: 200 * time.Millisecond, MaxRate: 2_000_000}},
 		{name: "S3", title: "chat: 4000 clients, 2000 rooms of 2 (one member on each node), members publish 2000 msgs/s",
 			load:      &LoadConfig{Clients: 4000, Rooms: 2000, Layout: "block", ClientNodes: []int{0, 1}, Path: PathMembers},
-			fixedRate: 4000}, // 2000 publishes/s, 2 deliveries each
+			fixedRate: 4000, // 2000 publishes/s, 2 deliveries each
+			step:      &StepConfig{Factor: 2, Bisect: bisect, P99: 50 * time.Millisecond, MaxRate: 2_000_000}, stepFrom: 4000},
 		{name: "S4", title: "fan-out from Redis only: S1's clients, messages published straight into Redis",
 			load: &LoadConfig{Clients: 1000, Rooms: 10, Layout: "mod", ClientNodes: []int{0}, Path: PathRedisCompat},
 			step: &StepConfig{Factor: 2, Bisect: bisect, P99: 50 * time.Millisecond, MaxRate: 2_000_000}},
@@ -146,6 +148,13 @@ func Compare(ctx context.Context, c CompareConfig) error {
 			return fmt.Errorf("go build ./cmd/primus-server: %v\n%s", err, out)
 		}
 	}
+	if slices.Contains(c.Stacks, "centrifuge") {
+		e.cfBin = filepath.Join(tmp, "centrifuge-server")
+		c.Log("building bench/centrifuge into %s", e.cfBin)
+		if err := buildCentrifuge(ctx, filepath.Join(c.Repo, "bench", "centrifuge"), e.cfBin); err != nil {
+			return err
+		}
+	}
 	if slices.Contains(c.Stacks, "node") {
 		if err := ensureNodeModules(ctx, c.NodeDir, c.Log); err != nil {
 			return err
@@ -178,10 +187,14 @@ func Compare(ctx context.Context, c CompareConfig) error {
 	for run := 1; run <= c.Runs; run++ {
 		for _, sc := range c.scenarios() {
 			stacks := slices.Clone(c.Stacks)
-			// Alternate the order between runs, except S4, where Go runs at
-			// Node's maximum of the same run.
-			if run%2 == 0 && sc.name != "S4" {
+			// Alternate the order between runs, except that Node comes
+			// first in S4, where the others run at its maximum of the same
+			// run.
+			if run%2 == 0 {
 				slices.Reverse(stacks)
+			}
+			if i := slices.Index(stacks, "node"); sc.name == "S4" && i > 0 {
+				stacks = append([]string{"node"}, slices.Delete(stacks, i, i+1)...)
 			}
 			var nodeMax float64
 			for _, stack := range stacks {
@@ -233,7 +246,7 @@ func (c *CompareConfig) runOne(ctx context.Context, e *env, sc scenario, stack s
 				settle = 2 * time.Second
 			}
 			res, err := RunIdle(ctx, IdleConfig{
-				Name: sc.name, Stack: stack, Target: d.targets[0], Clients: n,
+				Name: sc.name, Stack: stack, Protocol: stackProtocol(stack), Target: d.targets[0], Clients: n,
 				Pid: d.nodes[0].pid(), Settle: settle, Parallel: 16, Log: c.Log,
 			})
 			if aerr := d.alive(); err == nil && aerr != nil {
@@ -254,31 +267,28 @@ func (c *CompareConfig) runOne(ctx context.Context, e *env, sc scenario, stack s
 	}
 	defer d.stop()
 	lc := *sc.load
-	lc.Name, lc.Stack, lc.Targets, lc.RedisAddr, lc.Procs, lc.Log = sc.name, stack, d.targets, d.redisAt, d.procs(), c.Log
-	if lc.Path == PathRedisCompat && stack == "go" && e.goRedis == "native" {
-		lc.Path = PathRedisNative
+	lc.Name, lc.Stack, lc.Protocol, lc.Targets, lc.RedisAddr, lc.Procs, lc.Log = sc.name, stack, stackProtocol(stack), d.targets, d.redisAt, d.procs(), c.Log
+	if lc.Path == PathRedisCompat {
+		// Straight into Redis in each broker's own format.
+		switch {
+		case stack == "go" && e.goRedis == "native":
+			lc.Path = PathRedisNative
+		case stack == "centrifuge":
+			lc.Path, lc.Channel = PathRedisCentrifuge, centrifugePrefix
+		}
 	}
 
-	if sc.name == "S4" && stack == "go" {
-		// Go at Node's maximum of this run.
-		rate := nodeMax
-		if rate <= 0 {
-			rate = 60000
+	fixed := sc.fixedRate
+	if sc.name == "S4" && stack != "node" {
+		// The others at Node's maximum of this run, then their own.
+		fixed = nodeMax
+		if fixed <= 0 {
+			fixed = 60000
 		}
-		lc.Rate, lc.Duration = rate, sc.load.Duration*2
-		res, err := RunLoad(ctx, lc)
-		if err != nil {
-			return fail(err)
-		}
-		rec.Fixed = res
-		if err := d.alive(); err != nil {
-			return fail(err)
-		}
-		return rec
 	}
-	if sc.fixedRate > 0 {
+	if fixed > 0 {
 		fl := lc
-		fl.Rate = sc.fixedRate
+		fl.Rate = fixed
 		if sc.step != nil {
 			fl.Duration = 2 * lc.Duration
 		}
@@ -295,7 +305,10 @@ func (c *CompareConfig) runOne(ctx context.Context, e *env, sc scenario, stack s
 		sl := lc
 		st := *sc.step
 		sl.Step = &st
-		sl.Rate = 20000
+		sl.Rate = sc.stepFrom
+		if sl.Rate <= 0 {
+			sl.Rate = 20000
+		}
 		res, err := RunLoad(ctx, sl)
 		if res != nil {
 			rec.Stepped = res
@@ -341,6 +354,7 @@ type Setup struct {
 	Primus      string   `json:"primus"`
 	RedisRooms  string   `json:"primus_redis_rooms"`
 	WS          string   `json:"ws"`
+	Centrifuge  string   `json:"centrifuge,omitempty"` // the library's version in bench/centrifuge/go.mod
 	Commit      string   `json:"commit"`
 	Runs        int      `json:"runs"`
 	Quick       bool     `json:"quick"`
@@ -355,8 +369,27 @@ type Setup struct {
 }
 
 func (s Setup) line() string {
-	return fmt.Sprintf("%s, %d cores, %.0f GiB, Linux %s; %s, node %s, %s; primus %s, primus-redis-rooms %s, ws %s; commit %s",
-		s.CPU, s.Cores, s.MemGiB, s.Kernel, s.Go, s.Node, s.Redis, s.Primus, s.RedisRooms, s.WS, s.Commit)
+	cf := ""
+	if s.Centrifuge != "" {
+		cf = "; centrifuge " + s.Centrifuge
+	}
+	return fmt.Sprintf("%s, %d cores, %.0f GiB, Linux %s; %s, node %s, %s; primus %s, primus-redis-rooms %s, ws %s%s; commit %s",
+		s.CPU, s.Cores, s.MemGiB, s.Kernel, s.Go, s.Node, s.Redis, s.Primus, s.RedisRooms, s.WS, cf, s.Commit)
+}
+
+// centrifugeVersion is the version of github.com/centrifugal/centrifuge
+// that bench/centrifuge requires.
+func centrifugeVersion(repo string) string {
+	b, err := os.ReadFile(filepath.Join(repo, "bench", "centrifuge", "go.mod"))
+	if err != nil {
+		return ""
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "github.com/centrifugal/centrifuge" {
+			return f[1]
+		}
+	}
+	return ""
 }
 
 func machineSetup(c CompareConfig) Setup {
@@ -399,6 +432,9 @@ func machineSetup(c CompareConfig) Setup {
 		return p.Version
 	}
 	s.Primus, s.RedisRooms, s.WS = pkgVersion("primus"), pkgVersion("primus-redis-rooms"), pkgVersion("ws")
+	if slices.Contains(c.Stacks, "centrifuge") {
+		s.Centrifuge = centrifugeVersion(c.Repo)
+	}
 	return s
 }
 

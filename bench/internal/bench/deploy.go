@@ -156,6 +156,46 @@ func redisPing(addr string) error {
 	return nil
 }
 
+// centrifugeHealthy checks centrifuge-server's /healthz (served once its
+// node runs, Redis broker included).
+func centrifugeHealthy(addr string) error {
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthz %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// buildCentrifuge builds the Centrifuge peer, the module in dir
+// (bench/centrifuge), into the binary out.
+func buildCentrifuge(ctx context.Context, dir, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, ".")
+	cmd.Dir = dir
+	// Its own go.mod, as the module's users see it, even under a go.work.
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build in %s: %v\n%s", dir, err, b)
+	}
+	return nil
+}
+
+// centrifugePrefix is the Redis prefix of the Centrifuge nodes (the
+// library's default).
+const centrifugePrefix = "centrifuge"
+
+// stackProtocol is the client protocol each stack speaks.
+func stackProtocol(stack string) string {
+	if stack == "centrifuge" {
+		return ProtoCentrifuge
+	}
+	return ProtoPrimus // node, go, floor
+}
+
 // goHealthy waits for /healthz to say "ok" (which includes a connected
 // Redis broker).
 func goHealthy(addr string) error {
@@ -212,6 +252,7 @@ type env struct {
 	nodeDir   string // testdata/node
 	tmp       string
 	goBin     string // built primus-server
+	cfBin     string // built centrifuge-server (bench/centrifuge)
 	redisBin  string
 	goRedis   string // native or compat
 	pingMs    int
@@ -244,10 +285,14 @@ func (e *env) logPath(tag string) string {
 	return e.tmp + "/" + e.logPrefix + tag + ".log"
 }
 
-// deploy starts Redis and two nodes of stack ("go" or "node").
+// deploy starts Redis and two nodes of stack ("node", "centrifuge", "go"
+// or "floor").
 func (e *env) deploy(ctx context.Context, stack, tag string) (*deployment, error) {
 	d := &deployment{}
-	var err error
+	dl, err := dialectFor(stackProtocol(stack))
+	if err != nil {
+		return nil, err
+	}
 	if d.redis, d.redisAt, err = e.startRedis(ctx, tag); err != nil {
 		return nil, err
 	}
@@ -298,6 +343,12 @@ func (e *env) deploy(ctx context.Context, stack, tag string) (*deployment, error
 					}
 				})
 			}
+		case "centrifuge":
+			s, err = startServer(name, e.tmp, e.logPath(tag+"-"+name), nil, nil, e.cfBin,
+				"-addr", addr, "-redis", d.redisAt, "-channel", centrifugePrefix)
+			if err == nil {
+				err = waitFor(ctx, s, 15*time.Second, func() error { return centrifugeHealthy(addr) })
+			}
 		case "floor":
 			// One process for both "nodes": no Redis hop.
 			if i == 1 {
@@ -324,7 +375,7 @@ func (e *env) deploy(ctx context.Context, stack, tag string) (*deployment, error
 			d.stop()
 			return nil, err
 		}
-		d.targets = append(d.targets, Target{Addr: addr, Path: "/primus?_primuscb=bench"})
+		d.targets = append(d.targets, Target{Addr: addr, Path: dl.path()})
 	}
 	return d, nil
 }

@@ -7,12 +7,14 @@ import (
 )
 
 // IdleConfig is an idle-connection run: Clients connections to one node
-// that only answer heartbeats.
+// that open a session (if the protocol has one), join no room and only
+// answer heartbeats.
 type IdleConfig struct {
-	Name    string
-	Stack   string
-	Target  Target
-	Clients int
+	Name     string
+	Stack    string
+	Protocol string // the server's client protocol (ProtoPrimus, the default, or ProtoCentrifuge)
+	Target   Target
+	Clients  int
 	// Pid is the server process whose memory is measured (0: none).
 	Pid int
 	// Settle is how long the connections stay idle before the measurement.
@@ -50,7 +52,7 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 	res := &IdleResult{Scenario: cfg.Name, Stack: cfg.Stack, Clients: cfg.Clients}
 	res.BaseRSSKB, _ = ProcMem(cfg.Pid)
 	cpu0 := ProcCPU(cfg.Pid)
-	pool, err := NewPool(PoolConfig{Targets: []Target{cfg.Target}})
+	pool, err := NewPool(PoolConfig{Targets: []Target{cfg.Target}, Protocol: cfg.Protocol})
 	if err != nil {
 		return nil, err
 	}

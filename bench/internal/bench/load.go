@@ -11,9 +11,10 @@ import (
 // LoadConfig describes one load run: who connects where, who publishes
 // how, and the rates.
 type LoadConfig struct {
-	Name    string   // scenario name for the report
-	Stack   string   // system under test, for the report
-	Targets []Target // server nodes
+	Name     string   // scenario name for the report
+	Stack    string   // system under test, for the report
+	Protocol string   // the servers' client protocol (ProtoPrimus, the default, or ProtoCentrifuge)
+	Targets  []Target // server nodes
 
 	Clients     int
 	Rooms       int
@@ -23,7 +24,7 @@ type LoadConfig struct {
 	Path        string // publish path (PathWS, ...)
 	PublishNode int    // target of the ws and http paths
 	RedisAddr   string // redis paths
-	Channel     string // Redis channel prefix (default "primus")
+	Channel     string // Redis channel prefix (default "primus"; Centrifuge: "centrifuge")
 	Size        int    // message size in bytes
 
 	// Fixed rate: Rate deliveries per second for Duration. With Step set,
@@ -80,6 +81,7 @@ type StepResult struct {
 	Lost            int64   `json:"lost"`
 	Loss            float64 `json:"loss"`
 	Misrouted       int64   `json:"misrouted"`
+	Refused         int64   `json:"refused,omitempty"` // commands (publishes) the servers refused
 	Gaps            int64   `json:"gaps"`
 	DeliveredPerSec float64 `json:"delivered_per_s"`
 	PublishLagMs    float64 `json:"publish_lag_max_ms"`
@@ -151,6 +153,9 @@ func (c *LoadConfig) defaults() error {
 	}
 	if c.Channel == "" {
 		c.Channel = "primus"
+		if c.Protocol == ProtoCentrifuge {
+			c.Channel = centrifugePrefix
+		}
 	}
 	if c.Size <= 0 {
 		c.Size = 100
@@ -210,7 +215,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	specs, members := cfg.specs()
 	res := &LoadResult{Scenario: cfg.Name, Stack: cfg.Stack, Clients: cfg.Clients, Rooms: cfg.Rooms, Path: cfg.Path, Size: cfg.Size}
 
-	pool, err := NewPool(PoolConfig{Targets: cfg.Targets, Loops: cfg.Loops, BusyPause: cfg.BusyPause, BusyEvents: cfg.BusyEvents})
+	pool, err := NewPool(PoolConfig{Targets: cfg.Targets, Protocol: cfg.Protocol, Loops: cfg.Loops, BusyPause: cfg.BusyPause, BusyEvents: cfg.BusyEvents})
 	if err != nil {
 		return nil, err
 	}
@@ -253,18 +258,22 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 func newPublisher(cfg *LoadConfig, pool *Pool, members [][]int) (publisher, error) {
 	switch cfg.Path {
 	case PathWS:
-		return dialWSPublisher(cfg.Targets[cfg.PublishNode], cfg.Size)
+		return dialWSPublisher(cfg.Targets[cfg.PublishNode], pool.d, cfg.Size)
 	case PathHTTP:
+		if pool.d.name() != ProtoPrimus {
+			return nil, fmt.Errorf("%w: the http path is the Primus stacks' POST /api/publish, not %s's", errNoPublisher, pool.d.name())
+		}
 		return newHTTPPublisher(cfg.Targets[cfg.PublishNode], cfg.Size), nil
-	case PathRedisNative, PathRedisCompat:
+	case PathRedisNative, PathRedisCompat, PathRedisCentrifuge:
 		if cfg.RedisAddr == "" {
 			return nil, errors.New("the redis paths need the Redis address")
 		}
-		return dialRedisPublisher(cfg.RedisAddr, cfg.Channel, cfg.Path == PathRedisNative, cfg.Size)
+		format := map[string]redisFormat{PathRedisNative: redisNative, PathRedisCompat: redisCompat, PathRedisCentrifuge: redisCentrifuge}[cfg.Path]
+		return dialRedisPublisher(cfg.RedisAddr, cfg.Channel, format, cfg.Size)
 	case PathMembers:
-		return &memberPublisher{pool: pool, members: members, pb: payloadBuf{size: cfg.Size}}, nil
+		return &memberPublisher{d: pool.d, pool: pool, members: members, pb: payloadBuf{size: cfg.Size}}, nil
 	}
-	return nil, fmt.Errorf("%w %q (want ws, http, redis-native, redis-compat or members)", errNoPublisher, cfg.Path)
+	return nil, fmt.Errorf("%w %q (want ws, http, redis-native, redis-compat, redis-centrifuge or members)", errNoPublisher, cfg.Path)
 }
 
 type runner struct {
@@ -409,6 +418,7 @@ func (r *runner) step(ctx context.Context, n int, rate float64, d time.Duration,
 		Received:        st.received,
 		Duplicates:      st.dups,
 		Misrouted:       st.misrouted,
+		Refused:         st.refused,
 		Gaps:            st.gaps,
 		PublishLagMs:    ms(lagMax),
 		DrainMs:         ms(drain),
@@ -453,6 +463,8 @@ func judge(s *StepResult, p99 time.Duration, maxLoss float64) (bool, string) {
 		return false, fmt.Sprintf("%d duplicates", s.Duplicates)
 	case s.Misrouted > 0:
 		return false, fmt.Sprintf("%d misrouted", s.Misrouted)
+	case s.Refused > 0:
+		return false, fmt.Sprintf("%d commands refused", s.Refused)
 	case s.Loss > maxLoss:
 		return false, fmt.Sprintf("loss %.3f%% > %.3f%%", s.Loss*100, maxLoss*100)
 	case p99 > 0 && s.Latency.P99 > ms(p99):

@@ -1,13 +1,13 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,14 +16,19 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Target is one server node's Primus endpoint.
+// Target is one server node's WebSocket endpoint.
 type Target struct {
 	Addr string // host:port (IPv4 loopback)
 	Path string // request path with query, e.g. /primus?_primuscb=bench
 }
 
-// ParseTarget parses ws://host:port/path.
-func ParseTarget(s string) (Target, error) {
+// ParseTarget parses ws://host:port/path of a Primus server (default path
+// /primus?_primuscb=bench).
+func ParseTarget(s string) (Target, error) { return parseTarget(s, primusDialect{}) }
+
+// parseTarget parses ws://host:port/path; a missing path or query is the
+// dialect's.
+func parseTarget(s string, d dialect) (Target, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return Target{}, err
@@ -31,15 +36,19 @@ func ParseTarget(s string) (Target, error) {
 	if u.Scheme != "ws" || u.Host == "" {
 		return Target{}, fmt.Errorf("target %q: want ws://host:port/path", s)
 	}
+	defPath, defQuery, _ := strings.Cut(d.path(), "?")
 	path := u.Path
 	if path == "" {
-		path = "/primus"
+		path = defPath
 	}
 	q := u.RawQuery
 	if q == "" {
-		q = "_primuscb=bench"
+		q = defQuery
 	}
-	return Target{Addr: u.Host, Path: path + "?" + q}, nil
+	if q != "" {
+		path += "?" + q
+	}
+	return Target{Addr: u.Host, Path: path}, nil
 }
 
 // ClientSpec says where client i connects and which room it joins.
@@ -58,6 +67,7 @@ type conn struct {
 	mask   [4]byte
 	wmu    sync.Mutex // serialises writes (pongs from the loop, publishes)
 	dead   atomic.Bool
+	ids    atomic.Uint32 // the last command id used
 
 	// loop-owned
 	carry []byte
@@ -76,7 +86,8 @@ type recvStats struct {
 	gaps      int64                   // sequence numbers skipped when seen (may be filled by reordering)
 	misrouted int64                   // messages for a room the client is not in
 	pings     int64
-	acks      int64
+	acks      int64 // replies to commands (joins, publishes)
+	refused   int64 // commands the server refused
 	other     int64
 	reads     int64 // read(2) calls that returned data
 }
@@ -96,6 +107,7 @@ func (s *recvStats) add(o *recvStats) {
 	s.misrouted += o.misrouted
 	s.pings += o.pings
 	s.acks += o.acks
+	s.refused += o.refused
 	s.other += o.other
 	s.reads += o.reads
 }
@@ -105,6 +117,7 @@ func (s *recvStats) add(o *recvStats) {
 // connection into one shared buffer and parses all the frames in it, so a
 // delivery costs the generator one read(2) at most and no allocation.
 type Pool struct {
+	d       dialect
 	targets []Target
 	sources [][4]byte
 	perSrc  int
@@ -138,6 +151,9 @@ type loop struct {
 // PoolConfig configures a Pool.
 type PoolConfig struct {
 	Targets []Target
+	// Protocol is the servers' client protocol (ProtoPrimus, the default,
+	// or ProtoCentrifuge).
+	Protocol string
 	// Sources are the local addresses clients bind to, PerSource clients
 	// each in turn (default 127.0.0.2.. 127.0.0.9, 5000 each), so that tens
 	// of thousands of connections never run out of ephemeral ports.
@@ -176,11 +192,16 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	if cfg.BusyEvents <= 0 {
 		cfg.BusyEvents = 8
 	}
+	d, err := dialectFor(cfg.Protocol)
+	if err != nil {
+		return nil, err
+	}
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return nil, err
 	}
 	p := &Pool{
+		d:       d,
 		targets: cfg.Targets,
 		sources: cfg.Sources,
 		perSrc:  cfg.PerSource,
@@ -293,14 +314,22 @@ func (p *Pool) dialOne(ctx context.Context, idx int, spec ClientSpec) (*conn, er
 	}
 	c := &conn{idx: idx, room: spec.Room, target: spec.Target}
 	c.mask = [4]byte{byte(idx), byte(idx >> 8), 0x5a, 0xa5}
+	if rest, err = openSession(nc, p.d, c.mask, &c.ids, rest); err != nil {
+		return nil, err
+	}
 	if spec.Room >= 0 {
-		if rest, err = joinRoom(nc, c.mask, roomName(spec.Room), rest); err != nil {
+		room := roomName(spec.Room)
+		id := c.ids.Add(1)
+		if _, err := nc.Write(appendClientFrame(nil, opText, c.mask, p.d.join(nil, id, room))); err != nil {
 			return nil, err
+		}
+		if rest, err = awaitReply(nc, p.d, c.mask, id, rest); err != nil {
+			return nil, fmt.Errorf("join %s: %w", room, err)
 		}
 	}
 	// Frames already read would wait for the next readiness event: answer
 	// the heartbeats among them now and drop the rest (warm-up repeats).
-	if c.carry, err = answerPings(nc, c.mask, rest); err != nil {
+	if c.carry, err = answerPings(nc, p.d, c.mask, rest); err != nil {
 		return nil, err
 	}
 	// Take over the socket: a duplicate of the descriptor for our epoll,
@@ -346,12 +375,28 @@ func (p *Pool) dialOne(ctx context.Context, idx int, spec ClientSpec) (*conn, er
 // roomName is the name of room index i on the servers.
 func roomName(i int) string { return "r" + strconv.Itoa(i) }
 
-// joinRoom sends a join with an ack and reads until the ack arrives,
-// answering pings; it returns the bytes read past the ack.
-func joinRoom(nc net.Conn, mask [4]byte, room string, buf []byte) ([]byte, error) {
-	if _, err := nc.Write(appendClientFrame(nil, opText, mask, joinCommand(room))); err != nil {
+// openSession sends the dialect's hello command, if it has one, and waits
+// for its reply; it returns the bytes read past the reply's frame.
+func openSession(nc net.Conn, d dialect, mask [4]byte, ids *atomic.Uint32, buf []byte) ([]byte, error) {
+	id := ids.Load() + 1
+	cmd, ok := d.hello(nil, id)
+	if !ok {
+		return buf, nil
+	}
+	ids.Store(id)
+	if _, err := nc.Write(appendClientFrame(nil, opText, mask, cmd)); err != nil {
 		return nil, err
 	}
+	rest, err := awaitReply(nc, d, mask, id, buf)
+	if err != nil {
+		return nil, fmt.Errorf("opening the session: %w", err)
+	}
+	return rest, nil
+}
+
+// awaitReply reads until the reply to command id arrives, answering
+// heartbeats; it returns the bytes read past the frame that held it.
+func awaitReply(nc net.Conn, d dialect, mask [4]byte, id uint32, buf []byte) ([]byte, error) {
 	tmp := make([]byte, 4096)
 	for {
 		for {
@@ -362,24 +407,45 @@ func joinRoom(nc net.Conn, mask [4]byte, room string, buf []byte) ([]byte, error
 			if n == 0 {
 				break
 			}
-			switch {
-			case op == opText && bytes.HasPrefix(payload, pingPrefix):
-				if _, err := nc.Write(appendClientFrame(nil, opText, mask, pongFor(nil, payload))); err != nil {
+			switch op {
+			case opText:
+				var (
+					done    bool
+					refusal []byte
+				)
+				for msg, more := d.next(payload); ; msg, more = d.next(more) {
+					switch kind, _, rid := d.classify(msg); {
+					case kind == msgPing:
+						if _, err := nc.Write(appendClientFrame(nil, opText, mask, d.pong(nil, msg))); err != nil {
+							return nil, err
+						}
+					case kind == msgReply && rid == id:
+						done = true
+					case kind == msgRefused && rid == id:
+						refusal = msg
+					}
+					if len(more) == 0 {
+						break
+					}
+				}
+				if refusal != nil {
+					return nil, fmt.Errorf("refused: %s", refusal)
+				}
+				if done {
+					return append([]byte(nil), buf[n:]...), nil
+				}
+			case opPing:
+				if _, err := nc.Write(appendClientFrame(nil, opPong, mask, payload)); err != nil {
 					return nil, err
 				}
-			case op == opText && bytes.HasPrefix(payload, ackPrefix):
-				if !bytes.Contains(payload, []byte(`"ok":true`)) {
-					return nil, fmt.Errorf("join %s refused: %s", room, payload)
-				}
-				return append([]byte(nil), buf[n:]...), nil
-			case op == opClose:
-				return nil, errors.New("closed by the server during join")
+			case opClose:
+				return nil, errors.New("closed by the server")
 			}
 			buf = buf[n:]
 		}
 		n, err := nc.Read(tmp)
 		if err != nil {
-			return nil, fmt.Errorf("waiting for the join ack: %w", err)
+			return nil, fmt.Errorf("waiting for the reply: %w", err)
 		}
 		buf = append(buf, tmp[:n]...)
 	}
@@ -387,7 +453,7 @@ func joinRoom(nc net.Conn, mask [4]byte, room string, buf []byte) ([]byte, error
 
 // answerPings answers the heartbeats among the whole frames in buf and
 // returns the trailing partial frame.
-func answerPings(nc net.Conn, mask [4]byte, buf []byte) ([]byte, error) {
+func answerPings(nc net.Conn, d dialect, mask [4]byte, buf []byte) ([]byte, error) {
 	for {
 		op, payload, n, err := nextFrame(buf)
 		if err != nil {
@@ -396,9 +462,16 @@ func answerPings(nc net.Conn, mask [4]byte, buf []byte) ([]byte, error) {
 		if n == 0 {
 			return buf, nil
 		}
-		if op == opText && bytes.HasPrefix(payload, pingPrefix) {
-			if _, err := nc.Write(appendClientFrame(nil, opText, mask, pongFor(nil, payload))); err != nil {
-				return nil, err
+		if op == opText {
+			for msg, more := d.next(payload); ; msg, more = d.next(more) {
+				if kind, _, _ := d.classify(msg); kind == msgPing {
+					if _, err := nc.Write(appendClientFrame(nil, opText, mask, d.pong(nil, msg))); err != nil {
+						return nil, err
+					}
+				}
+				if len(more) == 0 {
+					break
+				}
 			}
 		}
 		buf = buf[n:]
@@ -566,7 +639,12 @@ func (l *loop) serve(c *conn, buf []byte, now int64, st *recvStats) {
 		}
 		switch op {
 		case opText:
-			l.text(c, payload, now, st)
+			for msg, more := l.p.d.next(payload); ; msg, more = l.p.d.next(more) {
+				l.message(c, msg, now, st)
+				if len(more) == 0 {
+					break
+				}
+			}
 		case opPing:
 			l.frame = appendClientFrame(l.frame[:0], opPong, c.mask, payload)
 			_ = c.write(l.frame, time.Second)
@@ -587,8 +665,17 @@ func (l *loop) serve(c *conn, buf []byte, now int64, st *recvStats) {
 	}
 }
 
-func (l *loop) text(c *conn, p []byte, now int64, st *recvStats) {
-	if m, ok := parsePayload(p); ok {
+// message handles one server message: a delivery is checked and timed,
+// a heartbeat answered, anything else counted.
+func (l *loop) message(c *conn, msg []byte, now int64, st *recvStats) {
+	kind, data, _ := l.p.d.classify(msg)
+	switch kind {
+	case msgData:
+		m, ok := parsePayload(data)
+		if !ok {
+			st.other++
+			return
+		}
 		if m.seq == 0 {
 			if !c.warm {
 				c.warm = true
@@ -616,16 +703,16 @@ func (l *loop) text(c *conn, p []byte, now int64, st *recvStats) {
 			lat = histMax
 		}
 		_ = st.hist.RecordValue(lat)
-		return
-	}
-	switch {
-	case bytes.HasPrefix(p, pingPrefix):
+	case msgPing:
 		st.pings++
-		l.pong = pongFor(l.pong[:0], p)
+		l.pong = l.p.d.pong(l.pong[:0], msg)
 		l.frame = appendClientFrame(l.frame[:0], opText, c.mask, l.pong)
 		_ = c.write(l.frame, time.Second)
-	case bytes.HasPrefix(p, ackPrefix):
+	case msgReply:
 		st.acks++
+	case msgRefused:
+		st.acks++
+		st.refused++
 	default:
 		st.other++
 	}

@@ -17,11 +17,12 @@ import (
 
 // Publish paths.
 const (
-	PathWS          = "ws"           // {"publish":...} on a connection to the publish node
-	PathHTTP        = "http"         // POST /api/publish on the publish node
-	PathRedisNative = "redis-native" // the Go broker's native envelope, straight into Redis
-	PathRedisCompat = "redis-compat" // primus-redis-rooms {"room","data"}, straight into Redis
-	PathMembers     = "members"      // room members publish on their own connections
+	PathWS              = "ws"               // the dialect's publish command on a connection to the publish node
+	PathHTTP            = "http"             // POST /api/publish on the publish node (Primus stacks)
+	PathRedisNative     = "redis-native"     // the Go broker's native envelope, straight into Redis
+	PathRedisCompat     = "redis-compat"     // primus-redis-rooms {"room","data"}, straight into Redis
+	PathRedisCentrifuge = "redis-centrifuge" // Centrifuge's Redis broker format, straight into Redis
+	PathMembers         = "members"          // room members publish on their own connections
 )
 
 // pubMsg is one message to publish.
@@ -47,26 +48,23 @@ func (b *payloadBuf) payload(m pubMsg) []byte {
 	return b.buf
 }
 
-func appendPublishCommand(dst []byte, room string, data []byte) []byte {
-	dst = append(dst, `{"publish":{"room":"`...)
-	dst = append(dst, room...)
-	dst = append(dst, `","data":`...)
-	dst = append(dst, data...)
-	return append(dst, "}}"...)
-}
-
-// wsPublisher publishes with the command protocol on its own connection.
+// wsPublisher publishes with the dialect's commands on its own connection.
 type wsPublisher struct {
+	d    dialect
 	nc   net.Conn
 	mask [4]byte
+	ids  atomic.Uint32
 	pb   payloadBuf
 	cmd  []byte
 	out  []byte
 	wmu  sync.Mutex
 	done chan struct{}
+
+	refused atomic.Int64 // publishes the server refused
+	refusal atomic.Value // the last refusal
 }
 
-func dialWSPublisher(t Target, size int) (*wsPublisher, error) {
+func dialWSPublisher(t Target, d dialect, size int) (*wsPublisher, error) {
 	nc, err := net.DialTimeout("tcp4", t.Addr, 10*time.Second)
 	if err != nil {
 		return nil, err
@@ -81,13 +79,17 @@ func dialWSPublisher(t Target, size int) (*wsPublisher, error) {
 		nc.Close()
 		return nil, err
 	}
+	p := &wsPublisher{d: d, nc: nc, mask: [4]byte{0x13, 0x37, 0xbe, 0xef}, pb: payloadBuf{size: size}, done: make(chan struct{})}
+	if rest, err = openSession(nc, d, p.mask, &p.ids, rest); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	_ = nc.SetDeadline(time.Time{})
-	p := &wsPublisher{nc: nc, mask: [4]byte{0x13, 0x37, 0xbe, 0xef}, pb: payloadBuf{size: size}, done: make(chan struct{})}
 	go p.read(rest)
 	return p, nil
 }
 
-// read answers heartbeats and discards everything else.
+// read answers heartbeats, notes refusals and discards everything else.
 func (p *wsPublisher) read(buf []byte) {
 	defer close(p.done)
 	tmp := make([]byte, 16<<10)
@@ -100,11 +102,22 @@ func (p *wsPublisher) read(buf []byte) {
 				}
 				break
 			}
-			if op == opText && bytes.HasPrefix(payload, pingPrefix) {
-				frame := appendClientFrame(nil, opText, p.mask, pongFor(nil, payload))
-				p.wmu.Lock()
-				_, _ = p.nc.Write(frame)
-				p.wmu.Unlock()
+			if op == opText {
+				for msg, more := p.d.next(payload); ; msg, more = p.d.next(more) {
+					switch kind, _, _ := p.d.classify(msg); kind {
+					case msgPing:
+						frame := appendClientFrame(nil, opText, p.mask, p.d.pong(nil, msg))
+						p.wmu.Lock()
+						_, _ = p.nc.Write(frame)
+						p.wmu.Unlock()
+					case msgRefused:
+						p.refused.Add(1)
+						p.refusal.Store(string(msg))
+					}
+					if len(more) == 0 {
+						break
+					}
+				}
 			}
 			buf = buf[n:]
 		}
@@ -117,9 +130,12 @@ func (p *wsPublisher) read(buf []byte) {
 }
 
 func (p *wsPublisher) publish(batch []pubMsg) error {
+	if p.refused.Load() > 0 {
+		return fmt.Errorf("%d publishes refused, the last: %v", p.refused.Load(), p.refusal.Load())
+	}
 	p.out = p.out[:0]
 	for _, m := range batch {
-		p.cmd = appendPublishCommand(p.cmd[:0], roomName(m.room), p.pb.payload(m))
+		p.cmd = p.d.publish(p.cmd[:0], p.ids.Add(1), roomName(m.room), p.pb.payload(m))
 		p.out = appendClientFrame(p.out, opText, p.mask, p.cmd)
 	}
 	p.wmu.Lock()
@@ -136,6 +152,7 @@ func (p *wsPublisher) close() {
 
 // memberPublisher makes room members publish on their own connections.
 type memberPublisher struct {
+	d       dialect
 	pool    *Pool
 	members [][]int // room -> client indices
 	pb      payloadBuf
@@ -146,7 +163,7 @@ type memberPublisher struct {
 func (p *memberPublisher) publish(batch []pubMsg) error {
 	for _, m := range batch {
 		c := p.pool.conn(p.members[m.room][m.writer])
-		p.cmd = appendPublishCommand(p.cmd[:0], roomName(m.room), p.pb.payload(m))
+		p.cmd = p.d.publish(p.cmd[:0], c.ids.Add(1), roomName(m.room), p.pb.payload(m))
 		p.out = appendClientFrame(p.out[:0], opText, c.mask, p.cmd)
 		if err := c.write(p.out, 10*time.Second); err != nil {
 			return err
@@ -198,11 +215,20 @@ func (p *httpPublisher) publish(batch []pubMsg) error {
 
 func (p *httpPublisher) close() { p.client.CloseIdleConnections() }
 
-// redisPublisher publishes straight into Redis, pipelined, in either
-// wire format; a reader goroutine consumes the replies.
+// redisFormat is how a server's Redis broker carries a room write.
+type redisFormat int
+
+const (
+	redisNative     redisFormat = iota // the Go broker's envelope on <prefix>:room:<room>
+	redisCompat                        // primus-redis-rooms {"room","data"} on <prefix>.<origin>
+	redisCentrifuge                    // Centrifuge's Publication (Protobuf) on <prefix>.client.<channel>
+)
+
+// redisPublisher publishes straight into Redis, pipelined, in one of the
+// brokers' wire formats; a reader goroutine consumes the replies.
 type redisPublisher struct {
 	nc      net.Conn
-	native  bool
+	format  redisFormat
 	channel string // prefix
 	pb      payloadBuf
 	out     []byte
@@ -218,12 +244,12 @@ type redisPublisher struct {
 // publishes (no server has it, so every node delivers them).
 const benchOrigin = "primus-bench"
 
-func dialRedisPublisher(addr, prefix string, native bool, size int) (*redisPublisher, error) {
+func dialRedisPublisher(addr, prefix string, format redisFormat, size int) (*redisPublisher, error) {
 	nc, err := net.DialTimeout("tcp4", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	p := &redisPublisher{nc: nc, native: native, channel: prefix, pb: payloadBuf{size: size}, done: make(chan struct{})}
+	p := &redisPublisher{nc: nc, format: format, channel: prefix, pb: payloadBuf{size: size}, done: make(chan struct{})}
 	go p.read()
 	return p, nil
 }
@@ -260,6 +286,32 @@ func appendEnvelope(dst []byte, id, room string, data []byte) []byte {
 	return append(dst, data...)
 }
 
+// appendCentrifugeChannel appends the Redis channel on which Centrifuge's
+// Redis broker (v0.40.1, one Redis, not a cluster, no sharded PUB/SUB)
+// carries the publications of channel: the broker's prefix, ".client.",
+// then the channel (RedisBroker.messageChannelID).
+func appendCentrifugeChannel(dst []byte, prefix, channel string) []byte {
+	dst = append(dst, prefix...)
+	dst = append(dst, ".client."...)
+	return append(dst, channel...)
+}
+
+// appendCentrifugePublication appends what Node.Publish(channel, data)
+// without history makes the Redis broker publish: the Protobuf encoding of
+// a protocol.Publication with its data (field 4, bytes) and its time in
+// Unix milliseconds (field 9, varint), nothing else, in field order as the
+// generated encoder writes it (RedisBroker.publish).
+func appendCentrifugePublication(dst, data []byte, unixMs int64) []byte {
+	dst = append(dst, 4<<3|2)
+	dst = binary.AppendUvarint(dst, uint64(len(data)))
+	dst = append(dst, data...)
+	if unixMs != 0 {
+		dst = append(dst, 9<<3|0)
+		dst = binary.AppendUvarint(dst, uint64(unixMs))
+	}
+	return dst
+}
+
 func appendBulk(dst, s []byte) []byte {
 	dst = append(dst, '$')
 	dst = strconv.AppendInt(dst, int64(len(s)), 10)
@@ -273,14 +325,18 @@ func (p *redisPublisher) publish(batch []pubMsg) error {
 	for _, m := range batch {
 		room := roomName(m.room)
 		data := p.pb.payload(m)
-		if p.native {
+		switch p.format {
+		case redisNative:
 			p.chanBuf = append(append(p.chanBuf[:0], p.channel...), ":room:"...)
 			p.chanBuf = append(p.chanBuf, room...)
 			p.val = appendEnvelope(p.val[:0], "b"+strconv.FormatInt(m.seq, 36), room, data)
-		} else {
+		case redisCompat:
 			p.chanBuf = append(append(p.chanBuf[:0], p.channel...), "."+benchOrigin...)
 			p.val = append(append(append(p.val[:0], `{"room":"`...), room...), `","data":`...)
 			p.val = append(append(p.val, data...), '}')
+		case redisCentrifuge:
+			p.chanBuf = appendCentrifugeChannel(p.chanBuf[:0], p.channel, room)
+			p.val = appendCentrifugePublication(p.val[:0], data, time.Now().UnixMilli())
 		}
 		p.out = append(p.out, "*3\r\n$7\r\nPUBLISH\r\n"...)
 		p.out = appendBulk(p.out, p.chanBuf)

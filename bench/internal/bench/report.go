@@ -16,6 +16,7 @@ import (
 type Summary struct {
 	Kind    string         `json:"kind"` // "summary"
 	Setup   Setup          `json:"setup"`
+	Stacks  []string       `json:"stacks"`
 	Targets []TargetRow    `json:"targets"`
 	Details []DetailRow    `json:"details"`
 	Charts  []ChartPanel   `json:"charts"`
@@ -23,18 +24,25 @@ type Summary struct {
 	Runs    map[string]int `json:"runs"` // completed runs per scenario/stack
 }
 
-// TargetRow is one target of the issue, Node's median beside Go's.
+// TargetRow is one target of the issue: the median of every stack that
+// measured it, Go's against the goal.
 type TargetRow struct {
-	Scenario string  `json:"scenario"`
-	Metric   string  `json:"metric"`
-	Unit     string  `json:"unit"`
-	Node     float64 `json:"node"`
-	Go       float64 `json:"go"`
-	Floor    float64 `json:"floor,omitempty"` // the trivial server, when measured
-	Goal     string  `json:"goal"`
-	Met      bool    `json:"met"`
-	Known    bool    `json:"known"` // both figures measured
-	Runs     string  `json:"runs"`  // per-run Go values
+	Scenario string             `json:"scenario"`
+	Metric   string             `json:"metric"`
+	Unit     string             `json:"unit"`
+	Values   map[string]float64 `json:"values"` // median per stack (node, centrifuge, go, floor), measured ones only
+	Goal     string             `json:"goal"`   // Go's goal ("–": none, reported only)
+	Met      bool               `json:"met"`
+	Known    bool               `json:"known"` // Go measured, and Node too if the goal is relative to it
+	Runs     string             `json:"runs"`  // per-run Go values
+}
+
+// value is the median of stack, NaN if it was not measured.
+func (r TargetRow) value(stack string) float64 {
+	if v, ok := r.Values[stack]; ok {
+		return v
+	}
+	return math.NaN()
 }
 
 // DetailRow is the median of one measurement of one stack.
@@ -53,12 +61,24 @@ type DetailRow struct {
 	N         int     `json:"runs"`
 }
 
-// ChartPanel is delivered/s against p99 for each stack in one scenario.
+// ChartPanel is one scenario's panel: delivered/s against p99 for each
+// stack (S1-S4: the steps to the maximum), or bytes of RSS per idle
+// connection for each stack and connection count (S5: Bars).
 type ChartPanel struct {
 	Scenario string                  `json:"scenario"`
-	Bound    float64                 `json:"p99_bound_ms"`
-	Series   map[string][]ChartPoint `json:"series"`
+	Bound    float64                 `json:"p99_bound_ms,omitempty"`
+	Series   map[string][]ChartPoint `json:"series,omitempty"`
 	Unlinked map[string]bool         `json:"unlinked,omitempty"` // series of separate fixed-rate runs: points only
+	Bars     []ChartBar              `json:"bars,omitempty"`
+	Goal     float64                 `json:"goal,omitempty"` // S5: the bound in bytes
+}
+
+// ChartBar is the median RSS per idle connection of one stack at one
+// connection count.
+type ChartBar struct {
+	Stack   string  `json:"stack"`
+	Clients int     `json:"clients"`
+	Bytes   float64 `json:"bytes"`
 }
 
 // ChartPoint is one step.
@@ -104,7 +124,7 @@ func idleAt(r RunRecord, n int) *IdleResult {
 }
 
 func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
-	s := &Summary{Kind: "summary", Setup: setup, Runs: map[string]int{}}
+	s := &Summary{Kind: "summary", Setup: setup, Stacks: c.Stacks, Runs: map[string]int{}}
 	pick := func(sc, stack string, f func(RunRecord) (float64, bool)) []float64 {
 		var out []float64
 		for _, r := range records {
@@ -139,25 +159,32 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 			return 0, false
 		}
 	}
-	var floor []float64 // set by pickFloor (an argument of add), read and reset by add
-	pickFloor := func(sc string, f func(RunRecord) (float64, bool)) []float64 {
-		floor = pick(sc, "floor", f)
-		return pick(sc, "go", f)
-	}
 	delivered := func(m *StepResult) float64 { return m.DeliveredPerSec }
 	cpu := func(m *StepResult) float64 { return m.CPUPerDelivery }
 	p99 := func(m *StepResult) float64 { return m.Latency.P99 }
 	p999 := func(m *StepResult) float64 { return m.Latency.P999 }
+	same := func(f func(RunRecord) (float64, bool)) func(string) func(RunRecord) (float64, bool) {
+		return func(string) func(RunRecord) (float64, bool) { return f }
+	}
 
-	add := func(sc, metric, unit, goal string, node, gov []float64, met func(n, g float64) bool) {
-		row := TargetRow{Scenario: sc, Metric: metric, Unit: unit, Goal: goal, Node: median(node), Go: median(gov)}
-		if len(floor) > 0 {
-			row.Floor = median(floor)
+	// add appends a target row: of gets a stack's measurement from a run;
+	// met judges Go's median against Node's.
+	add := func(sc, metric, unit, goal string, of func(stack string) func(RunRecord) (float64, bool), met func(n, g float64) bool) {
+		row := TargetRow{Scenario: sc, Metric: metric, Unit: unit, Goal: goal, Values: map[string]float64{}}
+		var gov []float64
+		for _, stack := range c.Stacks {
+			v := pick(sc, stack, of(stack))
+			if len(v) > 0 {
+				row.Values[stack] = median(v)
+			}
+			if stack == "go" {
+				gov = v
+			}
 		}
-		floor = nil
-		row.Known = len(gov) > 0 && (len(node) > 0 || !strings.Contains(goal, "Node"))
+		_, haveNode := row.Values["node"]
+		row.Known = met != nil && len(gov) > 0 && (haveNode || !strings.Contains(goal, "Node"))
 		if row.Known {
-			row.Met = met(row.Node, row.Go)
+			row.Met = met(row.value("node"), row.value("go"))
 		}
 		var runs []string
 		for _, v := range gov {
@@ -169,26 +196,26 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 		}
 	}
 	add("S1", "max delivered/s (p99 < 50 ms, loss <= 0.1 %)", "msg/s", ">= 6 x Node",
-		pick("S1", "node", fromMax(delivered)), pickFloor("S1", fromMax(delivered)),
-		func(n, g float64) bool { return g >= 6*n })
+		same(fromMax(delivered)), func(n, g float64) bool { return g >= 6*n })
 	add("S1", "server CPU per delivery at the maximum", "µs", "<= Node / 5",
-		pick("S1", "node", fromMax(cpu)), pickFloor("S1", fromMax(cpu)),
-		func(n, g float64) bool { return g <= n/5 })
+		same(fromMax(cpu)), func(n, g float64) bool { return g <= n/5 })
 	add("S1", "p99.9 at 20k deliveries/s", "ms", "<= 4 ms",
-		pick("S1", "node", fromFixed(p999)), pickFloor("S1", fromFixed(p999)),
-		func(_, g float64) bool { return g <= 4 })
+		same(fromFixed(p999)), func(_, g float64) bool { return g <= 4 })
 	add("S2", "max delivered/s (p99 < 200 ms, loss <= 0.1 %)", "msg/s", ">= 2 x Node",
-		pick("S2", "node", fromMax(delivered)), pickFloor("S2", fromMax(delivered)),
-		func(n, g float64) bool { return g >= 2*n })
+		same(fromMax(delivered)), func(n, g float64) bool { return g >= 2*n })
 	add("S2", "p99 at 20k deliveries/s", "ms", "<= 0.75 x Node",
-		pick("S2", "node", fromFixed(p99)), pickFloor("S2", fromFixed(p99)),
-		func(n, g float64) bool { return g <= 0.75*n })
+		same(fromFixed(p99)), func(n, g float64) bool { return g <= 0.75*n })
+	add("S3", "max delivered/s (p99 < 50 ms, loss <= 0.1 %)", "msg/s", "–",
+		same(fromMax(delivered)), nil)
 	add("S3", "p99.9 at 2000 msgs/s", "ms", "<= 5 ms",
-		pick("S3", "node", fromFixed(p999)), pickFloor("S3", fromFixed(p999)),
-		func(_, g float64) bool { return g <= 5 })
+		same(fromFixed(p999)), func(_, g float64) bool { return g <= 5 })
 	add("S4", "server CPU per delivery at Node's maximum rate", "µs", "<= Node / 5",
-		pick("S4", "node", fromMax(cpu)), pick("S4", "go", fromFixed(cpu)),
-		func(n, g float64) bool { return g <= n/5 })
+		func(stack string) func(RunRecord) (float64, bool) {
+			if stack == "node" {
+				return fromMax(cpu) // the others ran at it
+			}
+			return fromFixed(cpu)
+		}, func(n, g float64) bool { return g <= n/5 })
 	for _, n := range c.Idle {
 		per := func(r RunRecord) (float64, bool) {
 			if x := idleAt(r, n); x != nil {
@@ -197,8 +224,7 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 			return 0, false
 		}
 		add("S5", fmt.Sprintf("RSS per idle connection, %d connections", n), "bytes", "<= 8192 B",
-			pick("S5", "node", per), pick("S5", "go", per),
-			func(_, g float64) bool { return g <= 8192 })
+			same(per), func(_, g float64) bool { return g <= 8192 })
 	}
 	// Zero loss and duplicates below the maximum: every passing step and
 	// every fixed-rate run.
@@ -223,12 +249,15 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 		}
 		return lost, seen
 	}
-	nl, nok := bad("node")
-	gl, gok := bad("go")
 	row := TargetRow{Scenario: "all", Metric: "lost + duplicated deliveries below the maximum", Unit: "msgs",
-		Goal: "0", Node: nl, Go: gl, Known: gok, Met: gok && gl == 0}
-	if !nok {
-		row.Node = math.NaN()
+		Goal: "0", Values: map[string]float64{}}
+	for _, stack := range c.Stacks {
+		if v, ok := bad(stack); ok {
+			row.Values[stack] = v
+		}
+	}
+	if g, ok := row.Values["go"]; ok {
+		row.Known, row.Met = true, g == 0
 	}
 	s.Targets = append(s.Targets, row)
 
@@ -272,7 +301,12 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 					RedisCPU: med(func(s *StepResult) float64 {
 						return s.CPUPerDelivery2 - s.CPUPerDelivery
 					}),
-					GenCPU: med(func(s *StepResult) float64 { return s.GeneratorCPU / (s.Seconds + s.DrainMs/1000) }),
+					GenCPU: med(func(s *StepResult) float64 {
+						if t := s.Seconds + s.DrainMs/1000; t > 0 {
+							return s.GeneratorCPU / t
+						}
+						return 0
+					}),
 					PeakKB: med(func(s *StepResult) float64 {
 						var k int64
 						for _, p := range s.Procs {
@@ -287,11 +321,12 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 		}
 	}
 
-	// Charts: the steps of each stack's median run (by maximum).
+	// Charts: the steps of each stack's median run (by maximum), and the
+	// memory per idle connection.
 	for _, sc := range []struct {
 		name  string
 		bound float64
-	}{{"S1", 50}, {"S2", 200}, {"S4", 50}} {
+	}{{"S1", 50}, {"S2", 200}, {"S3", 50}, {"S4", 50}} {
 		if !slices.Contains(c.Scenarios, sc.name) {
 			continue
 		}
@@ -304,7 +339,8 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 				}
 			}
 			if len(runs) == 0 {
-				// No stepping (Go in S4): the fixed-rate measurements.
+				// No stepping (results of older versions: Go in S4, S3):
+				// the fixed-rate measurements.
 				var pts []ChartPoint
 				for _, r := range records {
 					if m := fixedStep(r); m != nil && r.Scenario == sc.name && r.Stack == stack {
@@ -334,6 +370,25 @@ func summarize(c CompareConfig, setup Setup, records []RunRecord) *Summary {
 			s.Charts = append(s.Charts, panel)
 		}
 	}
+	if slices.Contains(c.Scenarios, "S5") {
+		panel := ChartPanel{Scenario: "S5", Goal: 8192}
+		for _, n := range c.Idle {
+			for _, stack := range c.Stacks {
+				v := pick("S5", stack, func(r RunRecord) (float64, bool) {
+					if x := idleAt(r, n); x != nil {
+						return x.PerConnB, true
+					}
+					return 0, false
+				})
+				if len(v) > 0 {
+					panel.Bars = append(panel.Bars, ChartBar{Stack: stack, Clients: n, Bytes: median(v)})
+				}
+			}
+		}
+		if len(panel.Bars) > 0 {
+			s.Charts = append(s.Charts, panel)
+		}
+	}
 	return s
 }
 
@@ -358,15 +413,60 @@ func fmtNum(v float64) string {
 	}
 }
 
-// table renders the targets as a markdown table.
+// stackTitles are the stacks' names in the tables, in column order.
+var stackTitles = []struct{ stack, title string }{
+	{"node", "Node"}, {"centrifuge", "Centrifuge"}, {"go", "Go"},
+}
+
+// table renders the targets as a markdown table: a column per stack, Go's
+// ratio to each of the others, Go's goal and verdict, the floor last.
 func (s *Summary) table() string {
+	var cols []struct{ stack, title string }
+	for _, st := range stackTitles {
+		if slices.Contains(s.Stacks, st.stack) {
+			cols = append(cols, st)
+		}
+	}
+	hasGo := slices.Contains(s.Stacks, "go")
 	var b strings.Builder
-	b.WriteString("| Scenario | Target | Node (median) | Go (median) | Go / Node | Goal | Met | Go runs | Floor |\n")
-	b.WriteString("|---|---|---:|---:|---:|---|:-:|---|---:|\n")
+	b.WriteString("| Scenario | Target |")
+	align := "|---|---|"
+	for _, col := range cols {
+		fmt.Fprintf(&b, " %s (median) |", col.title)
+		align += "---:|"
+	}
+	if hasGo {
+		for _, col := range cols {
+			if col.stack != "go" {
+				fmt.Fprintf(&b, " Go / %s |", col.title)
+				align += "---:|"
+			}
+		}
+	}
+	b.WriteString(" Goal (Go) | Met | Go runs |")
+	align += "---|:-:|---|"
+	if slices.Contains(s.Stacks, "floor") {
+		b.WriteString(" Floor |")
+		align += "---:|"
+	}
+	b.WriteString("\n" + align + "\n")
 	for _, r := range s.Targets {
-		ratio := "–"
-		if r.Node > 0 && !math.IsNaN(r.Node) && !math.IsNaN(r.Go) {
-			ratio = fmt.Sprintf("%.2f", r.Go/r.Node)
+		fmt.Fprintf(&b, "| %s | %s (%s) |", r.Scenario, r.Metric, r.Unit)
+		for _, col := range cols {
+			fmt.Fprintf(&b, " %s |", fmtNum(r.value(col.stack)))
+		}
+		if hasGo {
+			g := r.value("go")
+			for _, col := range cols {
+				if col.stack == "go" {
+					continue
+				}
+				ratio := "–"
+				if o := r.value(col.stack); o > 0 && !math.IsNaN(g) && r.Scenario != "all" {
+					ratio = fmt.Sprintf("%.2f", g/o)
+				}
+				fmt.Fprintf(&b, " %s |", ratio)
+			}
 		}
 		met := "no"
 		switch {
@@ -375,12 +475,11 @@ func (s *Summary) table() string {
 		case r.Met:
 			met = "**yes**"
 		}
-		floor := "–"
-		if r.Floor != 0 {
-			floor = fmtNum(r.Floor)
+		fmt.Fprintf(&b, " %s | %s | %s |", r.Goal, met, r.Runs)
+		if slices.Contains(s.Stacks, "floor") {
+			fmt.Fprintf(&b, " %s |", fmtNum(r.value("floor")))
 		}
-		fmt.Fprintf(&b, "| %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s |\n",
-			r.Scenario, r.Metric, r.Unit, fmtNum(r.Node), fmtNum(r.Go), ratio, r.Goal, met, r.Runs, floor)
+		b.WriteString("\n")
 	}
 	return b.String()
 }
@@ -433,7 +532,7 @@ const (
 // and rewrites the results section of c.Update.
 func writeReports(c CompareConfig, base string, s *Summary, _ []RunRecord) error {
 	svgPath := filepath.Join(c.Out, base+".svg")
-	if err := os.WriteFile(svgPath, []byte(renderSVG(s.Charts)), 0o644); err != nil {
+	if err := os.WriteFile(svgPath, []byte(renderSVG(s.Charts, stackNames(s.Setup))), 0o644); err != nil {
 		return err
 	}
 	chartRel := svgPath
@@ -513,7 +612,7 @@ func Report(in, out, base, update string) error {
 	c := CompareConfig{Runs: setup.Runs, Quick: setup.Quick, Scenarios: setup.Scenarios, Stacks: setup.Stacks,
 		Idle: setup.Idle, Out: out, Update: update}
 	if len(c.Stacks) == 0 {
-		for _, st := range []string{"node", "go", "floor"} {
+		for _, st := range []string{"node", "centrifuge", "go", "floor"} {
 			for _, r := range recs {
 				if r.Stack == st {
 					c.Stacks = append(c.Stacks, st)

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +15,7 @@ func step(rate, delivered, p99, p999, cpu float64, pass bool) StepResult {
 }
 
 func TestSummarizeAndReports(t *testing.T) {
-	c := CompareConfig{Scenarios: []string{"S1", "S5"}, Stacks: []string{"node", "go"}, Idle: []int{100}}
+	c := CompareConfig{Scenarios: []string{"S1", "S5"}, Stacks: []string{"node", "centrifuge", "go"}, Idle: []int{100}}
 	var recs []RunRecord
 	for run := 1; run <= 3; run++ {
 		f := float64(run)
@@ -24,7 +26,11 @@ func TestSummarizeAndReports(t *testing.T) {
 			RunRecord{Scenario: "S1", Stack: "go", Run: run,
 				Fixed:   &LoadResult{Steps: []StepResult{step(20000, 20000, 2, 3+f, 3, true)}},
 				Stepped: &LoadResult{Steps: []StepResult{step(20000, 20000, 2, 3, 3, true), step(400000, 390000, 30, 40, 2, true)}}},
+			RunRecord{Scenario: "S1", Stack: "centrifuge", Run: run,
+				Fixed:   &LoadResult{Steps: []StepResult{step(20000, 20000, 3, 6, 5, true)}},
+				Stepped: &LoadResult{Steps: []StepResult{step(20000, 20000, 3, 6, 5, true), step(200000, 195000, 40, 45, 4, true), step(400000, 300000, 90, 95, 4, false)}}},
 			RunRecord{Scenario: "S5", Stack: "go", Run: run, Idle: []IdleResult{{Clients: 100, PerConnB: 5000 + f}}},
+			RunRecord{Scenario: "S5", Stack: "centrifuge", Run: run, Idle: []IdleResult{{Clients: 100, PerConnB: 6000}}},
 			RunRecord{Scenario: "S5", Stack: "node", Run: run, Idle: []IdleResult{{Clients: 100, PerConnB: 10000}}},
 		)
 		for i := range recs {
@@ -43,17 +49,31 @@ func TestSummarizeAndReports(t *testing.T) {
 		byMetric[r.Scenario+" "+r.Metric] = r
 	}
 	max1 := byMetric["S1 max delivered/s (p99 < 50 ms, loss <= 0.1 %)"]
-	if max1.Node != 20000 || max1.Go != 390000 || !max1.Met {
+	if max1.value("node") != 20000 || max1.value("go") != 390000 || !max1.Met || max1.value("centrifuge") != 195000 || !math.IsNaN(max1.value("floor")) {
 		t.Errorf("S1 max: %+v", max1)
 	}
-	if r := byMetric["S1 p99.9 at 20k deliveries/s"]; r.Go != 5 || r.Met {
+	if r := byMetric["S1 p99.9 at 20k deliveries/s"]; r.value("go") != 5 || r.Met {
 		t.Errorf("S1 p99.9: median of 4,5,6 is 5 (> 4 ms): %+v", r)
 	}
-	if r := byMetric["S5 RSS per idle connection, 100 connections"]; r.Go != 5002 || !r.Met {
+	if r := byMetric["S5 RSS per idle connection, 100 connections"]; r.value("go") != 5002 || !r.Met {
 		t.Errorf("S5: %+v", r)
 	}
-	if len(s.Charts) != 1 || len(s.Charts[0].Series["go"]) != 2 {
+	if len(s.Charts) != 2 || len(s.Charts[0].Series["go"]) != 2 || len(s.Charts[0].Series["centrifuge"]) != 3 ||
+		s.Charts[1].Scenario != "S5" || len(s.Charts[1].Bars) != 3 {
 		t.Errorf("charts %+v", s.Charts)
+	}
+	table := s.table()
+	for _, want := range []string{
+		"| Scenario | Target | Node (median) | Centrifuge (median) | Go (median) | Go / Node | Go / Centrifuge | Goal (Go) | Met | Go runs |\n",
+		"| S1 | max delivered/s (p99 < 50 ms, loss <= 0.1 %) (msg/s) | 20k | 195k | 390k | 19.50 | 2.00 | >= 6 x Node | **yes** | 390k, 390k, 390k |\n",
+		"| S5 | RSS per idle connection, 100 connections (bytes) | 10k | 6000 | 5002 | 0.50 | 0.83 | <= 8192 B | **yes** |",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	if _, err := json.Marshal(s); err != nil {
+		t.Errorf("the summary does not encode (NaN?): %v", err)
 	}
 
 	dir := t.TempDir()
@@ -75,7 +95,7 @@ func TestSummarizeAndReports(t *testing.T) {
 		t.Errorf("BENCHMARKS.md:\n%s", got)
 	}
 	svg, _ := os.ReadFile(filepath.Join(c.Out, "compare.svg"))
-	if !strings.HasPrefix(string(svg), "<svg") || strings.Count(string(svg), "<polyline") != 2 {
+	if !strings.HasPrefix(string(svg), "<svg") || strings.Count(string(svg), "<polyline") != 3 || strings.Count(string(svg), "<rect x=") < 3 {
 		t.Errorf("svg:\n%s", svg)
 	}
 }

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 )
 
-// The load generator's own WebSocket client: just enough RFC 6455 for a
-// Primus server (handshake, masked client frames, unmasked server frames,
-// no extensions), built to parse many frames per read without allocating.
+// The load generator's own WebSocket client: just enough RFC 6455 for the
+// servers compared (handshake, masked client frames, unmasked server
+// frames, no extensions), built to parse many frames per read without
+// allocating. What the frames carry is the dialect's (dialect.go).
 
 // Opcodes used by the client.
 const (
@@ -142,9 +142,4 @@ var (
 func pongFor(dst, ping []byte) []byte {
 	dst = append(dst, pongPrefix...)
 	return append(dst, ping[len(pingPrefix):]...)
-}
-
-// joinCommand is the standalone servers' join command with an ack.
-func joinCommand(room string) []byte {
-	return []byte(`{"join":` + strconv.Quote(room) + `,"ack":1}`)
 }
