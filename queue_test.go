@@ -354,3 +354,24 @@ func TestSlowConsumerGetsCloseFrame(t *testing.T) {
 		t.Fatalf("disconnected %s with %v", got.ID(), got.CloseReason())
 	}
 }
+
+// A TLS client that keeps reading receives far more than MaxQueueBytes in
+// all without being taken for a slow consumer (its writes go through a
+// writer goroutine, whose written frames must leave the backlog).
+func TestTLSReaderReceivesMoreThanTheBound(t *testing.T) {
+	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 10}, func(hs *httptest.Server) { hs.TLS = &tls.Config{} })
+	c := ts.dial(t, dialOpts{})
+	s := ts.nextSpark(t)
+	chunk := strings.Repeat("t", 16<<10)
+	for i := range 100 { // 1.6 MB: 25 times the bound
+		if err := s.Write(chunk); err != nil {
+			t.Fatalf("write %d: %v (CloseReason %v)", i, err, s.CloseReason())
+		}
+		if f := c.nextData(t); len(f.data) != len(chunk)+2 {
+			t.Fatalf("message %d: %d bytes", i, len(f.data))
+		}
+	}
+	if st := ts.Stats(); st.SlowConsumers != 0 {
+		t.Fatalf("%d slow consumers", st.SlowConsumers)
+	}
+}

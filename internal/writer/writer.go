@@ -233,15 +233,21 @@ func (w *Writer) stopLocked() {
 	}
 }
 
-// written accounts for a written batch and recycles it. A write error
-// fails the writer.
-func (w *Writer) written(batch [][]byte, err error) {
-	w.pool.stats.FramesOut.Add(uint64(len(batch)))
-	n, largest := 0, 0
+// sizes measures batch: its bytes and its largest frame. It must run
+// before the batch is written: a write consumes the frames (net.Buffers
+// empties and shortens them in place).
+func sizes(batch [][]byte) (n, largest int) {
 	for _, f := range batch {
 		n += len(f)
 		largest = max(largest, len(f))
 	}
+	return n, largest
+}
+
+// written accounts for a written batch of n bytes whose largest frame was
+// largest, and recycles it. A write error fails the writer.
+func (w *Writer) written(batch [][]byte, n, largest int, err error) {
+	w.pool.stats.FramesOut.Add(uint64(len(batch)))
 	clear(batch)
 	w.mu.Lock()
 	w.bytes -= n
@@ -279,6 +285,7 @@ func (w *Writer) flush(rw *rawWriter) {
 // blocking, and sees to what comes after: a writer goroutine for the rest
 // if the socket filled, a flusher's turn if frames arrived meanwhile.
 func (w *Writer) writeBatch(rw *rawWriter, batch [][]byte) {
+	n, largest := sizes(batch)
 	sent, calls, err := rw.write(w.cfg.Raw, batch)
 	w.pool.stats.Writes.Add(uint64(calls))
 	if errors.Is(err, errWouldBlock) {
@@ -288,7 +295,7 @@ func (w *Writer) writeBatch(rw *rawWriter, batch [][]byte) {
 		w.pool.goWrite(w, batch, sent)
 		return
 	}
-	w.written(batch, err)
+	w.written(batch, n, largest, err)
 	w.mu.Lock()
 	if len(w.frames) > 0 && !w.dead {
 		w.mu.Unlock()
@@ -312,10 +319,11 @@ func (w *Writer) writeLoop(batch [][]byte, sent int) {
 				return
 			}
 		}
-		w.bufs = unsent(batch, sent) // WriteTo consumes w.bufs, not batch
+		n, largest := sizes(batch)
+		w.bufs = unsent(batch, sent) // shares batch's array: WriteTo empties its frames
 		err := w.writeBlocking()
 		w.bufs = nil
-		w.written(batch, err)
+		w.written(batch, n, largest, err)
 		batch, sent = nil, 0
 	}
 }
