@@ -1,6 +1,7 @@
 package primus
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -70,5 +71,41 @@ func TestBroadcastSharesOneFrame(t *testing.T) {
 				t.Fatalf("%v: spark %d wrote %d buffers, shared=%v", room.rooms, i, len(c.ptrs), len(c.ptrs) == 1 && c.ptrs[0] == first[0])
 			}
 		}
+	}
+}
+
+// A message from another node that names a room many times (a hostile
+// publisher on Redis) costs time linear in its size, not in its size times
+// the room's members, and reaches each member once.
+func TestRemoteRoomListsAreDeduplicated(t *testing.T) {
+	srv, err := New(Config{PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(t.Context()) })
+	var conns []*recordConn
+	for i := range 1000 {
+		c := &recordConn{}
+		if err := detachedSpark(srv, fmt.Sprint("s", i), c, nil).Join("big", "other"); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	rooms := make([]string, 200_000)
+	for i := range rooms {
+		rooms[i] = "big"
+	}
+	start := time.Now()
+	srv.deliverRemote(&Message{Rooms: append(rooms, "other"), Data: []byte(`"skipped"`)}, rooms)
+	srv.deliverRemote(&Message{Rooms: append(rooms, "other"), Data: []byte(`"once"`)}, nil)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("two 200 000-room messages to 1 000 members took %v (quadratic?)", d)
+	}
+	srv.pool.Wait()
+	for i, c := range conns {
+		if c.mu.Lock(); len(c.ptrs) != 1 {
+			t.Fatalf("spark %d got %d frames, want 1", i, len(c.ptrs))
+		}
+		c.mu.Unlock()
 	}
 }

@@ -202,7 +202,9 @@ func (srv *Server) deliverLocal(rooms, skip, except []string, frame []byte) int 
 		return n
 	}
 	// Several rooms: members are copied out of the index so that no two
-	// index locks are ever held together.
+	// index locks are ever held together. The lists come from other nodes
+	// too: each room counts once, however often it is named.
+	rooms, skip = dedupe(rooms), dedupe(skip)
 	done := make(map[*Spark]struct{})
 	for _, room := range skip {
 		for _, s := range srv.index.snapshot(room) {
