@@ -8,7 +8,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -26,6 +25,10 @@ type Options struct {
 	PingInterval  time.Duration
 	MaxLength     int64
 	MaxQueueBytes int
+	// MaxPublishRooms and MaxExceptIDs bound the lists of one publish
+	// (command or HTTP API; default 1000 each, negative: no bound).
+	MaxPublishRooms int
+	MaxExceptIDs    int
 	// Limits of the primus.Config of the same names.
 	MaxRoomsPerSpark    int
 	MaxRoomNameLength   int
@@ -59,6 +62,7 @@ type App struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	metrics  *metrics
+	limits   limits        // of the lists in commands and API requests
 	api      chan struct{} // a slot per /api request in progress
 	draining atomic.Bool
 }
@@ -71,7 +75,12 @@ func New(opts Options) (*App, error) {
 	if opts.MaxAPIRequests <= 0 {
 		opts.MaxAPIRequests = 16
 	}
-	a := &App{opts: opts, log: opts.Logger, mux: http.NewServeMux(), api: make(chan struct{}, opts.MaxAPIRequests)}
+	a := &App{opts: opts, log: opts.Logger, mux: http.NewServeMux(), api: make(chan struct{}, opts.MaxAPIRequests),
+		limits: limits{
+			join:    listBound(opts.MaxRoomsPerSpark),
+			publish: listBound(opts.MaxPublishRooms),
+			except:  listBound(opts.MaxExceptIDs),
+		}}
 	pathname := opts.Pathname
 	if pathname == "" {
 		pathname = "/primus"
@@ -108,6 +117,18 @@ func New(opts Options) (*App, error) {
 	a.metrics = newMetrics(a)
 	a.routes()
 	return a, nil
+}
+
+// listBound is a list limit from an option: 0 is the default of 1000,
+// negative is none.
+func listBound(n int) int {
+	switch {
+	case n == 0:
+		return 1000
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 // ServeHTTP implements http.Handler.
@@ -173,21 +194,10 @@ func (a *App) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if limit <= 0 {
 		limit = 10 << 20
 	}
-	// Decoded as it arrives, within the limit; a value followed by
+	// Decoded as it arrives, within the limits; a value followed by
 	// anything but white space is refused, not half read.
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	dec.DisallowUnknownFields()
-	var req publishCommand // the body is the publish command's object
+	req, err := parsePublishBody(http.MaxBytesReader(w, r.Body, limit), a.limits)
 	var mbe *http.MaxBytesError
-	err := dec.Decode(&req)
-	if err == nil {
-		var extra json.RawMessage
-		if err = dec.Decode(&extra); errors.Is(err, io.EOF) {
-			err = nil
-		} else if !errors.As(err, &mbe) {
-			err = errors.New("trailing data after the JSON value")
-		}
-	}
 	switch {
 	case errors.As(err, &mbe):
 		writeError(w, http.StatusRequestEntityTooLarge, "body larger than the maximum message length")

@@ -82,7 +82,10 @@ func (a *App) parseAndRun(s *primus.Spark, d primus.Data) (ack json.RawMessage, 
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, false, nil
 	}
-	cmd, err := parseCommand(raw)
+	cmd, err := parseCommand(raw, a.limits)
+	if errors.Is(err, primus.ErrTooManyRooms) {
+		return ackOf(raw), true, err // as a Join over the bound says
+	}
 	if err != nil {
 		return ackOf(raw), true, fmt.Errorf("invalid command: %w", err)
 	}

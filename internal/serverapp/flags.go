@@ -22,6 +22,8 @@ type Flags struct {
 	MaxQueueBytes     int
 	MaxRoomsPerSpark  int
 	MaxRoomNameLength int
+	MaxPublishRooms   int
+	MaxExceptIDs      int
 	APIKey            string
 	ShutdownTimeout   time.Duration
 	LogLevel          string
@@ -90,6 +92,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Fl
 	f.int(&c.MaxQueueBytes, "max-queue-bytes", 4<<20, "per-spark backlog bound in bytes (besides its largest message); a spark over it is ended as a slow consumer")
 	f.int(&c.MaxRoomsPerSpark, "max-rooms-per-spark", 1000, "rooms one spark may be in (-1: no bound)")
 	f.int(&c.MaxRoomNameLength, "max-room-name-length", 256, "longest room name in bytes (-1: no bound)")
+	f.int(&c.MaxPublishRooms, "max-publish-rooms", 1000, "rooms one publish (command or API) may name (-1: no bound)")
+	f.int(&c.MaxExceptIDs, "max-except", 1000, "spark ids one publish may except (-1: no bound)")
 	f.str(&c.APIKey, "api-key", "", "when set, /api/* requires Authorization: Bearer <key>")
 	f.duration(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long the last step of a shutdown waits for clients to answer their close")
 	f.str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -139,8 +143,8 @@ func (c *Flags) validate() error {
 		return fmt.Errorf("-max-length: want a positive number of bytes, got %d", c.MaxLength)
 	case c.MaxQueueBytes <= 0:
 		return fmt.Errorf("-max-queue-bytes: want a positive number of bytes, got %d", c.MaxQueueBytes)
-	case c.MaxRoomsPerSpark == 0 || c.MaxRoomNameLength == 0:
-		return errors.New("-max-rooms-per-spark and -max-room-name-length: want a positive bound, or -1 for none")
+	case c.MaxRoomsPerSpark == 0 || c.MaxRoomNameLength == 0 || c.MaxPublishRooms == 0 || c.MaxExceptIDs == 0:
+		return errors.New("-max-rooms-per-spark, -max-room-name-length, -max-publish-rooms, -max-except: want a positive bound, or -1 for none")
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("-log-format: want text or json, got %q", c.LogFormat)
 	case c.Redis.Mode != "native" && c.Redis.Mode != "compat":

@@ -5,17 +5,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/primusgo/primus"
 )
+
+// limits bound the lists a command may carry, so that a hostile message
+// is refused after its first entries over the bound rather than decoded
+// whole (a 10 MB list of short names is a million strings). 0: no bound.
+type limits struct {
+	join, publish, except int
+}
 
 // parseCommand decodes a command object with a streaming tokenizer rather
 // than encoding/json's reflection: commands are the hot path of every
 // client message. Field names are exact (case-sensitive); unknown fields
 // are ignored; a field given twice counts once, the last time. raw must be
 // one JSON object (the server has validated the JSON).
-func parseCommand(raw []byte) (command, error) {
+func parseCommand(raw []byte, lim limits) (command, error) {
 	var cmd command
 	d := getDecoder(raw)
 	defer putDecoder(d)
@@ -30,13 +41,13 @@ func parseCommand(raw []byte) (command, error) {
 		}
 		switch name.String() {
 		case "join":
-			cmd.Join, err = readRooms(dec, "join")
+			cmd.Join, err = readRooms(dec, "join", lim.join)
 		case "leave":
-			cmd.Leave, err = readRooms(dec, "leave")
+			cmd.Leave, err = readRooms(dec, "leave", lim.join)
 		case "leaveAll":
 			cmd.LeaveAll, err = readBool(dec, "leaveAll")
 		case "publish":
-			cmd.Publish, err = readPublish(dec)
+			cmd.Publish, err = readPublish(dec, lim, false)
 		case "ack":
 			cmd.Ack, err = readRaw(dec)
 		default:
@@ -117,7 +128,7 @@ func readBool(dec *jsontext.Decoder, field string) (bool, error) {
 }
 
 // readRooms reads a room name or a list of them (null: none).
-func readRooms(dec *jsontext.Decoder, field string) (rooms, error) {
+func readRooms(dec *jsontext.Decoder, field string, max int) (rooms, error) {
 	switch dec.PeekKind() {
 	case '"':
 		tok, err := dec.ReadToken()
@@ -126,7 +137,7 @@ func readRooms(dec *jsontext.Decoder, field string) (rooms, error) {
 		}
 		return rooms{tok.String()}, nil
 	case '[':
-		list, err := readStrings(dec, field)
+		list, err := readStrings(dec, field, max)
 		return rooms(list), err
 	case 'n':
 		_, err := dec.ReadToken()
@@ -136,8 +147,9 @@ func readRooms(dec *jsontext.Decoder, field string) (rooms, error) {
 	return nil, errors.New("a room must be a string or a list of strings")
 }
 
-// readStrings reads a list of strings (null: none).
-func readStrings(dec *jsontext.Decoder, field string) ([]string, error) {
+// readStrings reads a list of at most max strings (0: any number; null:
+// none), stopping at the first entry over max.
+func readStrings(dec *jsontext.Decoder, field string, max int) ([]string, error) {
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return nil, err
@@ -158,13 +170,20 @@ func readStrings(dec *jsontext.Decoder, field string) ([]string, error) {
 		if tok.Kind() != '"' {
 			return nil, fmt.Errorf("%s must be a list of strings", field)
 		}
+		if max > 0 && len(list) == max {
+			if field == "join" {
+				return nil, fmt.Errorf("%w (at most %d)", primus.ErrTooManyRooms, max)
+			}
+			return nil, fmt.Errorf("%s: more than %d entries", field, max)
+		}
 		list = append(list, tok.String())
 	}
 	_, err = dec.ReadToken() // ']'
 	return list, err
 }
 
-func readPublish(dec *jsontext.Decoder) (*publishCommand, error) {
+// readPublish reads a publish object; strict refuses unknown fields.
+func readPublish(dec *jsontext.Decoder, lim limits, strict bool) (*publishCommand, error) {
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return nil, err
@@ -196,12 +215,15 @@ func readPublish(dec *jsontext.Decoder) (*publishCommand, error) {
 				}
 			}
 		case "rooms":
-			p.Rooms, err = readStrings(dec, "rooms")
+			p.Rooms, err = readStrings(dec, "rooms", lim.publish)
 		case "except":
-			p.Except, err = readStrings(dec, "except")
+			p.Except, err = readStrings(dec, "except", lim.except)
 		case "data":
 			p.Data, err = readRaw(dec)
 		default:
+			if strict {
+				return nil, fmt.Errorf("unknown field %s", name.String())
+			}
 			err = dec.SkipValue()
 		}
 		if err != nil {
@@ -210,4 +232,28 @@ func readPublish(dec *jsontext.Decoder) (*publishCommand, error) {
 	}
 	_, err = dec.ReadToken() // '}'
 	return &p, err
+}
+
+// parsePublishBody decodes an HTTP publish request as it arrives: one
+// publish object, no unknown fields, nothing after it but white space.
+func parsePublishBody(r io.Reader, lim limits) (*publishCommand, error) {
+	dec := jsontext.NewDecoder(r)
+	if dec.PeekKind() != '{' {
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("the body must be a JSON object")
+	}
+	p, err := readPublish(dec, lim, true)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, err
+		}
+		return nil, errors.New("trailing data after the JSON value")
+	}
+	return p, nil
 }

@@ -34,7 +34,7 @@ func TestParseCommand(t *testing.T) {
 		{`{"publish":{"except":"x"}}`, command{}, "except must be a list of strings"},
 		{`[1]`, command{}, "a command is a JSON object"},
 	} {
-		got, err := parseCommand([]byte(tt.in))
+		got, err := parseCommand([]byte(tt.in), limits{})
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("%s: error %v, want %q", tt.in, err, tt.err)
@@ -44,6 +44,21 @@ func TestParseCommand(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: got %+v (publish %+v), %v; want %+v", tt.in, got, got.Publish, err, tt.want)
 		}
+	}
+	// Lists are refused at their first entry over the bound.
+	lim := limits{join: 2, publish: 3, except: 1}
+	for in, want := range map[string]string{
+		`{"join":["a","b","c"]}`:                               "primus: too many rooms for one spark (at most 2)",
+		`{"leave":["a","b","c"]}`:                              "leave: more than 2 entries",
+		`{"publish":{"rooms":["a","b","c","d"],"data":1}}`:     "rooms: more than 3 entries",
+		`{"publish":{"room":"r","except":["x","y"],"data":1}}`: "except: more than 1 entries",
+	} {
+		if _, err := parseCommand([]byte(in), lim); err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+	if c, err := parseCommand([]byte(`{"join":["a","b"],"publish":{"rooms":["a","b","c"],"except":["x"],"data":1}}`), lim); err != nil || len(c.Join) != 2 {
+		t.Errorf("at the bounds: %+v, %v", c, err)
 	}
 	for in, want := range map[string]string{
 		`{"join":5,"ack":2}`:         `2`,
@@ -64,7 +79,7 @@ func FuzzParseCommand(f *testing.F) {
 	f.Add(`{"publish":{"rooms":["a"],"data":[1,{"b":null}]}}`, "", "", false)
 	f.Fuzz(func(t *testing.T, raw, room, id string, all bool) {
 		if json.Valid([]byte(raw)) {
-			_, _ = parseCommand([]byte(raw))
+			_, _ = parseCommand([]byte(raw), limits{join: 3, publish: 3, except: 3})
 			_ = ackOf([]byte(raw))
 		}
 		want := command{Join: rooms{room}, Leave: rooms{id, room}, LeaveAll: all,
@@ -74,7 +89,7 @@ func FuzzParseCommand(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := parseCommand(b)
+		got, err := parseCommand(b, limits{})
 		if err != nil {
 			t.Fatalf("%s: %v", b, err)
 		}
@@ -96,7 +111,7 @@ func BenchmarkParseCommand(b *testing.B) {
 	b.Run("tokenizer", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := parseCommand(raw); err != nil {
+			if _, err := parseCommand(raw, limits{}); err != nil {
 				b.Fatal(err)
 			}
 		}

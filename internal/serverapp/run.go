@@ -139,6 +139,8 @@ func appOptions(cfg Flags, log *slog.Logger) (Options, error) {
 		MaxQueueBytes:       cfg.MaxQueueBytes,
 		MaxRoomsPerSpark:    cfg.MaxRoomsPerSpark,
 		MaxRoomNameLength:   cfg.MaxRoomNameLength,
+		MaxPublishRooms:     cfg.MaxPublishRooms,
+		MaxExceptIDs:        cfg.MaxExceptIDs,
 		MaxConnections:      sec.MaxConns,
 		MaxConnectionsPerIP: sec.MaxConnsPerIP,
 		TrustForwardedFor:   sec.TrustForwardedFor,

@@ -91,6 +91,23 @@ func TestCommandRoomLimits(t *testing.T) {
 	c.expect(`{"ack":3,"error":"primus: too many rooms for one spark (at most 2)"}`)
 	c.send(`{"publish":{"room":"123456789","data":1},"ack":4}`)
 	c.expect(`{"ack":4,"error":"primus: invalid room name: 9 bytes, over the limit of 8"}`)
+
+	// Lists are refused at their first entry over the bound, not decoded
+	// whole (a 9 MB list of short names would be a million strings).
+	_, lim := startApp(t, Options{MaxPublishRooms: 3, MaxExceptIDs: 2})
+	c = dial(t, lim)
+	huge := `"` + strings.Repeat(`r","`, 2_000_000) + `r"`
+	for _, tt := range []struct{ send, want string }{
+		{`{"join":[` + huge + `],"ack":1}`, `{"ack":1,"error":"primus: too many rooms for one spark (at most 1000)"}`},
+		{`{"publish":{"rooms":["a","b","c","d"],"data":1},"ack":2}`, `{"ack":2,"error":"invalid command: rooms: more than 3 entries"}`},
+		{`{"publish":{"room":"a","except":["x","y","z"],"data":1},"ack":3}`, `{"ack":3,"error":"invalid command: except: more than 2 entries"}`},
+	} {
+		c.send(tt.send)
+		c.expect(tt.want)
+	}
+	if code, body := post(t, lim.URL+"/api/publish", "", `{"rooms":["a","b","c","d"],"data":1}`); code != 400 || !strings.Contains(body, "rooms: more than 3 entries") {
+		t.Errorf("API publish to 4 rooms: %d %s", code, body)
+	}
 }
 
 func TestHTTPPublishBodies(t *testing.T) {
