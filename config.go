@@ -22,13 +22,15 @@ type Config struct {
 	// MaxLength bounds an incoming message in bytes (default 10 MiB); a
 	// larger one closes the connection with 1009.
 	MaxLength int64
-	// MaxQueueBytes bounds each spark's backlog (default 4 MiB): the bytes
-	// waiting to be written to it besides its largest waiting message. A
-	// spark whose backlog would grow past it is closed with
-	// ReasonSlowConsumer. One message larger than the bound (up to
-	// MaxLength from a client, any size from the application) is always
-	// accepted, so a client that keeps reading is never ended because of
-	// one large message.
+	// MaxQueueBytes bounds each spark's backlog (default: twice MaxLength,
+	// at least 4 MiB): the bytes waiting to be written to it besides its
+	// largest waiting message. A spark whose backlog would grow past it is
+	// closed with ReasonSlowConsumer. One message larger than the bound is
+	// always accepted, and with the default a burst of up to three
+	// messages of MaxLength is too, so a client that keeps reading is not
+	// ended by a few large messages. (Frames written to a room are shared
+	// by its members: a large backlog of room writes costs each member
+	// little memory of its own.)
 	MaxQueueBytes int
 	// WriteTimeout is how long a client may keep its socket full (not
 	// reading) while frames wait to be written; then the spark is closed
@@ -121,7 +123,7 @@ func (c Config) withDefaults() Config {
 		c.MaxLength = 10 << 20
 	}
 	if c.MaxQueueBytes <= 0 {
-		c.MaxQueueBytes = 4 << 20
+		c.MaxQueueBytes = int(max(4<<20, 2*c.MaxLength))
 	}
 	if c.MaxRoomsPerSpark == 0 {
 		c.MaxRoomsPerSpark = 1000

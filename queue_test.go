@@ -17,11 +17,12 @@ import (
 )
 
 // A client that never reads is closed as a slow consumer once its queue
-// overflows, while a reading client in the same room gets every message,
-// in order, without waiting for it.
+// overflows (its backlog dropped at once, the connection cut when its
+// goodbye has waited WriteTimeout), while a reading client in the same
+// room gets every message, in order, without waiting for it.
 func TestSlowConsumer(t *testing.T) {
 	const payload = 32 << 10
-	ts := startServer(t, primus.Config{MaxQueueBytes: 256 << 10})
+	ts := startServer(t, primus.Config{MaxQueueBytes: 256 << 10, WriteTimeout: 200 * time.Millisecond})
 	slow := ts.dial(t, dialOpts{noRead: true})
 	slowSpark := ts.nextSpark(t)
 	fast := ts.dial(t, dialOpts{readLimit: 1 << 20})

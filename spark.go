@@ -433,15 +433,16 @@ var writeFailureReasons = [...]CloseReason{
 }
 
 // writeFailed is the writer's OnFail: a connection that can take nothing
-// more is cut; a slow consumer that was sent its close frame gets
-// CloseTimeout to answer (the reader then ends the spark). It may run
-// under room index locks: it never blocks.
+// more is cut; a slow consumer, whose close frame waits behind what is
+// being written, gets WriteTimeout to take it and CloseTimeout to answer
+// (the reader then ends the spark). It may run under room index locks: it
+// never blocks.
 func (s *Spark) writeFailed(_ writer.Failure, cut bool) {
 	if cut {
 		s.abort()
 		return
 	}
-	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.CloseTimeout))
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.WriteTimeout + s.srv.cfg.CloseTimeout))
 }
 
 // abort closes the connection at once. A wrapped connection (TLS) is cut

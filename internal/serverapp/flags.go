@@ -89,7 +89,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Fl
 	f.str(&c.Pathname, "pathname", "/primus", "Primus endpoint path")
 	f.duration(&c.PingInterval, "ping-interval", 30*time.Second, "heartbeat interval (0 disables)")
 	f.int64(&c.MaxLength, "max-length", 10<<20, "largest incoming message in bytes")
-	f.int(&c.MaxQueueBytes, "max-queue-bytes", 4<<20, "per-spark backlog bound in bytes (besides its largest message); a spark over it is ended as a slow consumer")
+	f.int(&c.MaxQueueBytes, "max-queue-bytes", 0, "per-spark backlog bound in bytes (besides its largest message); a spark over it is ended as a slow consumer (0: twice -max-length, at least 4 MiB)")
 	f.int(&c.MaxRoomsPerSpark, "max-rooms-per-spark", 1000, "rooms one spark may be in (-1: no bound)")
 	f.int(&c.MaxRoomNameLength, "max-room-name-length", 256, "longest room name in bytes (-1: no bound)")
 	f.int(&c.MaxPublishRooms, "max-publish-rooms", 1000, "rooms one publish (command or API) may name (-1: no bound)")
@@ -141,8 +141,8 @@ func (c *Flags) validate() error {
 	switch {
 	case c.MaxLength <= 0:
 		return fmt.Errorf("-max-length: want a positive number of bytes, got %d", c.MaxLength)
-	case c.MaxQueueBytes <= 0:
-		return fmt.Errorf("-max-queue-bytes: want a positive number of bytes, got %d", c.MaxQueueBytes)
+	case c.MaxQueueBytes < 0:
+		return fmt.Errorf("-max-queue-bytes: want a number of bytes (0: the default), got %d", c.MaxQueueBytes)
 	case c.MaxRoomsPerSpark == 0 || c.MaxRoomNameLength == 0 || c.MaxPublishRooms == 0 || c.MaxExceptIDs == 0:
 		return errors.New("-max-rooms-per-spark, -max-room-name-length, -max-publish-rooms, -max-except: want a positive bound, or -1 for none")
 	case c.LogFormat != "text" && c.LogFormat != "json":

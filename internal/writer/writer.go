@@ -57,11 +57,11 @@ type Config struct {
 	// overflows and the socket still takes writes (a close frame).
 	Goodbye []byte
 	// OnFail is called when the writer fails. cut says that nothing more
-	// can be written (a write failed, or the socket is full): the
-	// connection should be closed at once. Without cut (a slow consumer
-	// whose socket still takes writes) the Goodbye frame is queued; should
-	// writing it fail, OnFail is called again with cut. OnFail may run
-	// while the caller of Push holds locks: it must not block.
+	// can be written (a write failed or timed out): the connection should
+	// be closed at once. Without cut (a slow consumer) the Goodbye frame is
+	// queued behind what is being written; should writing fail, OnFail is
+	// called again with cut. OnFail may run while the caller of Push holds
+	// locks: it must not block.
 	OnFail func(f Failure, cut bool)
 }
 
@@ -78,7 +78,6 @@ type Writer struct {
 	bytes   int  // queued or being written
 	largest int  // the largest frame queued or being written (0 when idle)
 	writing bool // a flusher or writer goroutine owns the connection's writes
-	stalled bool // the socket filled up: a writer goroutine waits for it to drain
 	final   bool // a final frame is queued; nothing more is accepted
 	dead    bool // the connection is gone
 	failure Failure
@@ -111,11 +110,11 @@ func (w *Writer) Push(frame []byte) bool {
 		return false
 	}
 	if w.bytes+len(frame)-max(w.largest, len(frame)) > w.cfg.MaxBacklog {
-		cut := w.overflowLocked()
+		w.overflowLocked()
 		w.mu.Unlock()
 		w.pool.stats.Drops.Add(1)
 		w.pool.stats.SlowConsumers.Add(1)
-		w.cfg.OnFail(SlowConsumer, cut)
+		w.cfg.OnFail(SlowConsumer, false)
 		return false
 	}
 	w.appendLocked(frame)
@@ -148,15 +147,12 @@ func (w *Writer) PushNow(frame []byte) bool {
 	return true
 }
 
-// overflowLocked fails a slow consumer. Its backlog is dropped at once. If
-// its socket still takes writes, the Goodbye frame goes out after what is
-// being written; if the socket is full there is no way to say goodbye, and
-// it reports true.
-func (w *Writer) overflowLocked() (cut bool) {
-	if w.stalled {
-		w.failLocked(SlowConsumer)
-		return true
-	}
+// overflowLocked fails a slow consumer. Its backlog is dropped at once and
+// the Goodbye frame goes out after what is being written, as soon as the
+// socket takes it: a client that reads, however slowly, learns why it is
+// closed; one that takes nothing is cut when a write has waited
+// WriteTimeout.
+func (w *Writer) overflowLocked() {
 	w.failure = SlowConsumer
 	for _, f := range w.frames {
 		w.bytes -= len(f)
@@ -165,7 +161,6 @@ func (w *Writer) overflowLocked() (cut bool) {
 	w.frames = w.frames[:0]
 	w.final = true
 	w.appendLocked(w.cfg.Goodbye)
-	return false
 }
 
 // PushFinal queues frame past the byte bound (a close frame); later
@@ -225,7 +220,6 @@ func (w *Writer) take() [][]byte {
 
 func (w *Writer) stopLocked() {
 	w.writing = false
-	w.stalled = false
 	w.frames, w.spare = nil, nil // idle writers keep no buffers
 	if w.idle != nil {
 		close(w.idle)
@@ -289,9 +283,6 @@ func (w *Writer) writeBatch(rw *rawWriter, batch [][]byte) {
 	sent, calls, err := rw.write(w.cfg.Raw, batch)
 	w.pool.stats.Writes.Add(uint64(calls))
 	if errors.Is(err, errWouldBlock) {
-		w.mu.Lock()
-		w.stalled = true
-		w.mu.Unlock()
 		w.pool.goWrite(w, batch, sent)
 		return
 	}

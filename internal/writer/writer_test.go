@@ -73,12 +73,6 @@ func newRig(t *testing.T, maxBacklog int, timeout time.Duration, raw bool) *rig 
 	return r
 }
 
-func (r *rig) stalled() bool {
-	r.w.mu.Lock()
-	defer r.w.mu.Unlock()
-	return r.w.stalled
-}
-
 // readAll reads n bytes from the client end.
 func (r *rig) readAll(t *testing.T, n int) []byte {
 	t.Helper()
@@ -123,33 +117,18 @@ func TestOrderAndCompleteness(t *testing.T) {
 	}
 }
 
-// A client that takes nothing (its socket full) makes the backlog
-// overflow: the writer fails as a slow consumer and, the socket being
-// full, asks for the connection to be cut.
-func TestFullSocketOverflow(t *testing.T) {
+// A client that takes nothing makes the backlog overflow: the writer fails
+// as a slow consumer without asking for a cut (its goodbye is queued
+// behind what is being written; a client that takes nothing more is cut
+// when a write has waited WriteTimeout, see TestSlowReaderAndDeadPeer, or
+// by its connection's read deadline).
+func TestNonReaderOverflow(t *testing.T) {
 	r := newRig(t, 256<<10, 10*time.Second, true)
 	chunk := bytes.Repeat([]byte("f"), 32<<10)
 	pushed := 0
-	// Fill the socket until a writer goroutine waits for it...
-	deadline := time.Now().Add(10 * time.Second)
-	for !r.stalled() {
-		if time.Now().After(deadline) {
-			t.Fatal("the socket never filled")
-		}
-		if r.w.Push(chunk) {
-			pushed++
-		}
-		r.w.Drain(5 * time.Millisecond) // let the flusher run into the full socket
-	}
-	// ... then overflow the backlog.
 	for ; pushed < 10000 && r.w.Push(chunk); pushed++ {
 	}
-	select {
-	case <-r.fails.cut:
-	case <-time.After(10 * time.Second):
-		t.Fatal("not cut")
-	}
-	if got := r.fails.get(); len(got) != 1 || got[0] != fmt.Sprintf("%d/true", SlowConsumer) {
+	if got := r.fails.get(); len(got) != 1 || got[0] != fmt.Sprintf("%d/false", SlowConsumer) {
 		t.Fatalf("OnFail calls %v", got)
 	}
 	if r.stats.SlowConsumers.Load() != 1 || r.stats.Drops.Load() == 0 {
@@ -162,6 +141,29 @@ func TestFullSocketOverflow(t *testing.T) {
 		t.Fatalf("Discard = %v", f)
 	}
 	t.Logf("overflow after %d frames of 32 KiB", pushed)
+}
+
+// A slow consumer that keeps reading, however slowly, gets its goodbye
+// after what was being written (the socket full at the overflow).
+func TestSlowReaderGetsGoodbye(t *testing.T) {
+	r := newRig(t, 64<<10, 10*time.Second, true)
+	chunk := bytes.Repeat([]byte("g"), 16<<10)
+	for r.w.Push(chunk) {
+	}
+	_ = r.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var tail []byte
+	buf := make([]byte, 8<<10)
+	for !bytes.HasSuffix(tail, []byte("BYE")) {
+		n, err := r.client.Read(buf)
+		if err != nil {
+			t.Fatalf("no goodbye: %v (failures %v)", err, r.fails.get())
+		}
+		tail = append(tail[max(0, len(tail)-8):], buf[:n]...)
+		time.Sleep(time.Millisecond) // a slow reader, by design
+	}
+	if got := r.fails.get(); len(got) != 1 || got[0] != fmt.Sprintf("%d/false", SlowConsumer) {
+		t.Fatalf("OnFail calls %v", got)
+	}
 }
 
 // A backlog that overflows while the socket still takes writes (here a
