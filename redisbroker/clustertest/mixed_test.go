@@ -8,6 +8,7 @@ import (
 
 	"github.com/primusgo/primus/internal/nodefixture"
 	"github.com/primusgo/primus/internal/redistest"
+	"github.com/primusgo/primus/internal/testkit"
 	"github.com/primusgo/primus/redisbroker"
 )
 
@@ -25,8 +26,8 @@ func TestMixedNodeGoCompatCluster(t *testing.T) {
 	g1, g1b := startGoNode(t, "go1", cfg)
 	g2p := startProcess(t, "go2", "-redis-url", srv.URL(), "-redis-mode", "compat")
 	g2 := g2p.node
-	waitFor(t, "go1 connected", func() bool { return g1b.Stats().Connected })
-	waitFor(t, "go2 connected", func() bool { return g2.health() == "ok" })
+	testkit.WaitFor(t, "go1 connected", func() bool { return g1b.Stats().Connected })
+	testkit.WaitFor(t, "go2 connected", func() bool { return g2.health() == "ok" })
 
 	nodes := []node{{name: "node1", url: n1.URL()}, {name: "node2", url: n2.URL()}, g1, g2}
 	isGo := map[string]bool{"go1": true, "go2": true}
