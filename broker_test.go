@@ -59,7 +59,7 @@ func TestBrokerSubscriptions(t *testing.T) {
 	ss[0].Leave("a") // "a" still has a member
 	ss[1].Leave("a") // now it has none
 	_ = ss[0].Join("a")
-	cs[0].close() // leaves "a" and "b"
+	cs[0].Close() // leaves "a" and "b"
 	ts.nextDisconnection(t)
 	got := b.history()
 	want := []string{"start", "sub a", "sub b", "unsub a", "sub a"}
@@ -111,7 +111,7 @@ func TestBrokerPublishError(t *testing.T) {
 	if !errors.Is(err, primus.ErrPublish) || !errors.Is(err, b.publishErr) {
 		t.Fatalf("Write = %v, want ErrPublish wrapping the broker's error", err)
 	}
-	cs[0].expect(t, `"local anyway"`)
+	cs[0].Expect(t, `"local anyway"`)
 	if st := ts.Stats(); st.PublishErrors != 1 || st.Published != 0 {
 		t.Fatalf("PublishErrors %d, Published %d", st.PublishErrors, st.Published)
 	}
@@ -142,12 +142,12 @@ func TestBrokerIncoming(t *testing.T) {
 	h.HandleMessage(&primus.Message{Rooms: []string{"r", "s"}, Data: []byte(`"skip s"`)}, []string{"s"})
 	h.HandleMessage(&primus.Message{Rooms: []string{"r", "s"}, Except: []string{ss[0].ID()}, Data: []byte("\"raw \u2029\"")}, nil)
 	_ = ts.Write("marker")
-	cs[0].expect(t, `{"external":true}`)
-	cs[0].expect(t, `"skip s"`)
-	cs[0].expect(t, `"marker"`)
-	cs[1].expect(t, `{"external":true}`)
-	cs[1].expect(t, `"raw \u2029"`)
-	cs[1].expect(t, `"marker"`)
+	cs[0].Expect(t, `{"external":true}`)
+	cs[0].Expect(t, `"skip s"`)
+	cs[0].Expect(t, `"marker"`)
+	cs[1].Expect(t, `{"external":true}`)
+	cs[1].Expect(t, `"raw \u2029"`)
+	cs[1].Expect(t, `"marker"`)
 	if n := ts.Stats().RemoteMessages; n != 4 {
 		t.Errorf("RemoteMessages = %d, want 4", n)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 // Joins and leaves that create and free rooms on one node while another
@@ -47,7 +48,7 @@ func TestClusterJoinsDuringRemoteWrites(t *testing.T) {
 	}()
 	select {
 	case <-finished:
-	case <-time.After(waitTimeout):
+	case <-time.After(testkit.Timeout):
 		t.Fatal("deadlock: joins and remote writes did not finish")
 	}
 	if n := b.Stats().Rooms; n != 0 {
@@ -74,13 +75,13 @@ func TestChaos(t *testing.T) {
 	}
 	const perNode = 20
 	type pair struct {
-		c *client
+		c *testkit.Client
 		s *primus.Spark
 	}
 	var all []pair
 	for _, n := range nodes {
 		for range perNode {
-			c := n.dial(t, dialOpts{autoPong: true})
+			c := n.dial(t, testkit.DialOptions{AutoPong: true})
 			all = append(all, pair{c, n.nextSpark(t)})
 		}
 	}
@@ -96,7 +97,7 @@ func TestChaos(t *testing.T) {
 					_ = nodes[j%2].Room(room, "common").Write(j)
 				case 2:
 					ctx, cancel := waitCtx()
-					_ = p.c.conn.Write(ctx, websocket.MessageText, []byte(`"`+room+`"`))
+					_ = p.c.Conn.Write(ctx, websocket.MessageText, []byte(`"`+room+`"`))
 					cancel()
 				case 3:
 					p.s.Leave(room)
@@ -112,7 +113,7 @@ func TestChaos(t *testing.T) {
 			case 1:
 				p.s.EndReconnect()
 			default:
-				p.c.close()
+				p.c.Close()
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 // startCluster starts n servers sharing one MemoryHub.
@@ -37,10 +38,10 @@ func TestClusterRoomWrite(t *testing.T) {
 	_ = a.Write("marker")
 	_ = b.Write("marker")
 	// Each client gets each write exactly once, in publication order.
-	for _, c := range []*client{ca[0], cb[0]} {
-		c.expect(t, `{"hello":"from B"}`)
-		c.expect(t, `"from A"`)
-		c.expect(t, `"marker"`)
+	for _, c := range []*testkit.Client{ca[0], cb[0]} {
+		c.Expect(t, `{"hello":"from B"}`)
+		c.Expect(t, `"from A"`)
+		c.Expect(t, `"marker"`)
 	}
 	if n := a.Stats().RemoteMessages; n != 1 {
 		t.Errorf("A RemoteMessages = %d, want 1", n)
@@ -63,10 +64,10 @@ func TestClusterOnlyMembers(t *testing.T) {
 	_ = nodes[1].Room("foo").Write("to foo")
 	_ = nodes[0].Write("marker")
 	_ = nodes[2].Write("marker")
-	ca[0].expect(t, `"to foo"`)
-	ca[0].expect(t, `"marker"`)
-	ca[1].expect(t, `"marker"`)
-	cc[0].expect(t, `"marker"`)
+	ca[0].Expect(t, `"to foo"`)
+	ca[0].Expect(t, `"marker"`)
+	ca[1].Expect(t, `"marker"`)
+	cc[0].Expect(t, `"marker"`)
 	if n := nodes[2].Stats().RemoteMessages; n != 0 {
 		t.Errorf("node without members handled %d remote messages", n)
 	}
@@ -84,8 +85,8 @@ func TestClusterMultiRoomExactlyOnce(t *testing.T) {
 	}
 	_ = b.Write("marker")
 	for _, c := range cb {
-		c.expect(t, `"once"`)
-		c.expect(t, `"marker"`)
+		c.Expect(t, `"once"`)
+		c.Expect(t, `"marker"`)
 	}
 }
 
@@ -103,10 +104,10 @@ func TestClusterExcept(t *testing.T) {
 	}
 	_ = a.Write("marker")
 	_ = b.Write("marker")
-	ca[0].expect(t, `"marker"`)
-	cb[0].expect(t, `"x"`)
-	cb[0].expect(t, `"marker"`)
-	cb[1].expect(t, `"marker"`)
+	ca[0].Expect(t, `"marker"`)
+	cb[0].Expect(t, `"x"`)
+	cb[0].Expect(t, `"marker"`)
+	cb[1].Expect(t, `"marker"`)
 }
 
 func TestClusterServerWriteIsLocal(t *testing.T) {
@@ -120,9 +121,9 @@ func TestClusterServerWriteIsLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = b.Write("marker")
-	ca[0].expect(t, `"everyone on A"`)
-	ca[1].expect(t, `"everyone on A"`)
-	cb[0].expect(t, `"marker"`)
+	ca[0].Expect(t, `"everyone on A"`)
+	ca[1].Expect(t, `"everyone on A"`)
+	cb[0].Expect(t, `"marker"`)
 	if err := a.Write(func() {}); err == nil {
 		t.Error("Server.Write(func) succeeded")
 	}
@@ -133,7 +134,7 @@ func TestClusterLineTerminatorsFromRemote(t *testing.T) {
 	cb, sb := connectN(t, nodes[1], 1)
 	_ = sb[0].Join("foo")
 	_ = nodes[0].Room("foo").Write(map[string]string{"s": "a\u2028b"})
-	cb[0].expect(t, `{"s":"a\u2028b"}`)
+	cb[0].Expect(t, `{"s":"a\u2028b"}`)
 }
 
 func TestClusterLeaveStopsRemoteDelivery(t *testing.T) {
@@ -142,12 +143,12 @@ func TestClusterLeaveStopsRemoteDelivery(t *testing.T) {
 	cb, sb := connectN(t, b, 1)
 	_ = sb[0].Join("foo")
 	_ = a.Room("foo").Write(1)
-	cb[0].expect(t, `1`)
+	cb[0].Expect(t, `1`)
 	sb[0].Leave("foo")
 	_ = a.Room("foo").Write(2)
 	_ = sb[0].Join("foo")
 	_ = a.Room("foo").Write(3)
-	cb[0].expect(t, `3`)
+	cb[0].Expect(t, `3`)
 }
 
 func TestClusterNodeShutdown(t *testing.T) {
@@ -164,5 +165,5 @@ func TestClusterNodeShutdown(t *testing.T) {
 	if err := a.Room("foo").Write("after B left"); err != nil {
 		t.Fatalf("write with a node gone: %v", err)
 	}
-	ca[0].expect(t, `"after B left"`)
+	ca[0].Expect(t, `"after B left"`)
 }

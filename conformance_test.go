@@ -39,6 +39,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 // closeBound is how long the server may take to close TCP after its close
@@ -62,12 +63,12 @@ type sparkError struct {
 // back as is, binary as {"binary":"<base64>"}, and {"end":1} ends the spark.
 type confServer struct {
 	*testServer
-	errs *queue[sparkError]
+	errs *testkit.Queue[sparkError]
 }
 
 func startConformance(t *testing.T, maxLength int64, opts ...func(*httptest.Server)) *confServer {
 	t.Helper()
-	errs := newQueue[sparkError]()
+	errs := testkit.NewQueue[sparkError]()
 	ts := startServer(t, primus.Config{
 		PingInterval: -1, // no "primus::ping" frames between the expected ones
 		MaxLength:    maxLength,
@@ -83,7 +84,7 @@ func startConformance(t *testing.T, maxLength int64, opts ...func(*httptest.Serv
 					_ = s.Write(d.JSON())
 				}
 			})
-			s.OnError(func(s *primus.Spark, err error) { errs.put(sparkError{s, err}) })
+			s.OnError(func(s *primus.Spark, err error) { errs.Put(sparkError{s, err}) })
 		},
 	}, opts...)
 	return &confServer{ts, errs}
@@ -104,7 +105,7 @@ func binEchoed(p string) srvFrame {
 }
 
 // fr is a masked client frame; b0 is its first byte (FIN, RSV, opcode).
-func fr(b0 byte, p string) []byte { return buildFrame(b0, []byte(p), true) }
+func fr(b0 byte, p string) []byte { return testkit.BuildFrame(b0, []byte(p), true) }
 
 func frames(f ...[]byte) [][]byte { return f }
 
@@ -200,7 +201,7 @@ type confCase struct {
 
 func (cs *confServer) run(t *testing.T, cc confCase) {
 	t.Helper()
-	c := cs.rawDial(t, "")
+	c := cs.rawDial(t, testkit.RawOptions{})
 	s := cs.nextSpark(t)
 	steps := append([]confStep{{cc.send, cc.want}}, cc.more...)
 	for _, st := range steps {
@@ -221,7 +222,7 @@ func (cs *confServer) run(t *testing.T, cc confCase) {
 		c.expectCloseCode(t, cc.closed)
 		c.expectEOF(t)
 	default:
-		c.writeFrame(t, 0x81, []byte(marker), true)
+		c.WriteFrame(t, 0x81, []byte(marker), true)
 		c.expectFrame(t, echoed(marker))
 		cs.checkDropped(t, s, cc.dropped)
 		c.closeCleanly(t)
@@ -234,7 +235,7 @@ func (cs *confServer) run(t *testing.T, cc confCase) {
 func (cs *confServer) checkDropped(t *testing.T, s *primus.Spark, want []string) {
 	t.Helper()
 	var got []string
-	for e, ok := cs.errs.tryGet(); ok; e, ok = cs.errs.tryGet() {
+	for e, ok := cs.errs.TryGet(); ok; e, ok = cs.errs.TryGet() {
 		if e.spark != s {
 			continue // a spark of an earlier case
 		}
@@ -249,7 +250,16 @@ func (cs *confServer) checkDropped(t *testing.T, s *primus.Spark, want []string)
 	}
 }
 
-func (c *rawConn) writeChopped(fs [][]byte, chop int) error {
+// confConn is a raw connection with the checks of the conformance cases.
+type confConn struct{ *testkit.Raw }
+
+// rawDial is the server's, returning a confConn.
+func (cs *confServer) rawDial(t testing.TB, o testkit.RawOptions) *confConn {
+	t.Helper()
+	return &confConn{cs.testServer.rawDial(t, o)}
+}
+
+func (c *confConn) writeChopped(fs [][]byte, chop int) error {
 	var chunks [][]byte
 	switch all := bytes.Join(fs, nil); {
 	case chop < 0:
@@ -278,9 +288,9 @@ func short(p string) string {
 
 // expectFrame reads the next frame; readFrame itself fails on a masked or
 // fragmented server frame (§5.1).
-func (c *rawConn) expectFrame(t *testing.T, want srvFrame) {
+func (c *confConn) expectFrame(t *testing.T, want srvFrame) {
 	t.Helper()
-	op, p, err := c.readFrame()
+	op, p, err := c.ReadFrame()
 	if err != nil {
 		t.Fatalf("reading for op %#x %s: %v", want.op, short(want.payload), err)
 	}
@@ -291,9 +301,9 @@ func (c *rawConn) expectFrame(t *testing.T, want srvFrame) {
 
 // expectCloseCode reads the next frame, which must be a close with code
 // and a UTF-8 reason (§5.5.1).
-func (c *rawConn) expectCloseCode(t *testing.T, code int) []byte {
+func (c *confConn) expectCloseCode(t *testing.T, code int) []byte {
 	t.Helper()
-	op, p, err := c.readFrame()
+	op, p, err := c.ReadFrame()
 	if err != nil {
 		t.Fatalf("reading for a close %d: %v", code, err)
 	}
@@ -318,7 +328,7 @@ func (c *rawConn) expectCloseCode(t *testing.T, code int) []byte {
 
 // expectFail: the server fails the connection with code; the client
 // answers the close as §5.5.1 asks, and the server closes TCP (§7.1.1).
-func (c *rawConn) expectFail(t *testing.T, code int) {
+func (c *confConn) expectFail(t *testing.T, code int) {
 	t.Helper()
 	p := c.expectCloseCode(t, code)
 	_, _ = c.Write(fr(0x88, string(p[:min(2, len(p))]))) // the server may not read it
@@ -326,7 +336,7 @@ func (c *rawConn) expectFail(t *testing.T, code int) {
 }
 
 // closeCleanly runs a client-initiated closing handshake.
-func (c *rawConn) closeCleanly(t *testing.T) {
+func (c *confConn) closeCleanly(t *testing.T) {
 	t.Helper()
 	if _, err := c.Write(closeFr(1000, "bye")); err != nil {
 		t.Fatalf("writing close: %v", err)
@@ -337,11 +347,11 @@ func (c *rawConn) closeCleanly(t *testing.T) {
 
 // expectEOF: nothing more comes after the close frame and the server
 // closes TCP within closeBound.
-func (c *rawConn) expectEOF(t *testing.T) {
+func (c *confConn) expectEOF(t *testing.T) {
 	t.Helper()
 	start := time.Now()
 	_ = c.SetReadDeadline(start.Add(closeBound))
-	op, p, err := c.readFrame()
+	op, p, err := c.ReadFrame()
 	switch {
 	case err == nil:
 		t.Fatalf("frame op %#x %s after the close frame", op, short(string(p)))
@@ -377,8 +387,8 @@ func TestConformance(t *testing.T) {
 		t.Run("7.x+ server close: data after it is ignored, nothing follows it", func(t *testing.T) {
 			// §5.5.1: after sending a close frame the server sends no more
 			// data; what the client still sends is not delivered.
-			c := cs.rawDial(t, "")
-			c.writeFrame(t, 0x81, []byte(`{"end":1}`), true)
+			c := cs.rawDial(t, testkit.RawOptions{})
+			c.WriteFrame(t, 0x81, []byte(`{"end":1}`), true)
 			c.expectFrame(t, echoed(`"primus::server::close"`))
 			c.expectCloseCode(t, noStatus)
 			if _, err := c.Write(append(fr(0x81, `"after"`), fr(0x88, "")...)); err != nil {
@@ -437,7 +447,7 @@ func framingCases() []confCase {
 		confCase{name: "1.x+ text 200 bytes written one byte at a time", rfc: "§5.2",
 			send: frames(fr(0x81, p)), want: []srvFrame{echoed(p)}, chop: 1},
 		confCase{name: "1.x+ unmasked text frame", rfc: "§5.1, §5.3",
-			send: frames(buildFrame(0x81, []byte(`"x"`), false)), fail: 1002},
+			send: frames(testkit.BuildFrame(0x81, []byte(`"x"`), false)), fail: 1002},
 	)
 	return cases
 }
@@ -822,12 +832,12 @@ func compressionCases(t *testing.T, cs *confServer) {
 		"x-webkit-deflate-frame",
 	} {
 		t.Run("12.x 13.x offer "+offer, func(t *testing.T) {
-			c, resp := cs.rawDialWith(t, "", "Sec-WebSocket-Extensions: "+offer+"\r\n", nil)
-			if ext, ok := resp.Header["Sec-Websocket-Extensions"]; ok {
+			c := cs.rawDial(t, testkit.RawOptions{Header: "Sec-WebSocket-Extensions: " + offer + "\r\n"})
+			if ext, ok := c.Resp.Header["Sec-Websocket-Extensions"]; ok {
 				t.Fatalf("Sec-WebSocket-Extensions %q in the response, none was agreed", ext)
 			}
 			// "Hello" deflated, as a compressed message would be sent.
-			c.writeFrame(t, 0xC1, []byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}, true)
+			c.WriteFrame(t, 0xC1, []byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}, true)
 			c.expectFail(t, 1002)
 		})
 	}
@@ -841,7 +851,7 @@ func rawRequest(t *testing.T, ts *testServer, req string) *http.Response {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
+	_ = conn.SetDeadline(time.Now().Add(testkit.Timeout))
 	if _, err := io.WriteString(conn, req); err != nil {
 		t.Fatal(err)
 	}

@@ -11,35 +11,36 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 const beat = 50 * time.Millisecond
 
 // waitPings waits until c has seen n heartbeat pings, or fails if it closes.
-func waitPings(t *testing.T, c *client, n int) {
+func waitPings(t *testing.T, c *testkit.Client, n int) {
 	t.Helper()
-	for int(c.pings.Load()) < n {
-		c.next(t)
+	for int(c.Pings()) < n {
+		c.Next(t)
 	}
 }
 
 func TestHeartbeatPongKeepsAlive(t *testing.T) {
 	ts := startServer(t, primus.Config{PingInterval: beat})
-	c := ts.dial(t, dialOpts{autoPong: true})
+	c := ts.dial(t, testkit.DialOptions{AutoPong: true})
 	s := ts.nextSpark(t)
 	before := time.Now().UnixMilli()
-	f := c.next(t)
-	if !f.isPing() {
+	f := c.Next(t)
+	if !f.IsPing() {
 		t.Fatalf("first frame %s, want a ping", f)
 	}
-	ms, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(string(f.data), `"primus::ping::`), `"`), 10, 64)
+	ms, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(string(f.Data), `"primus::ping::`), `"`), 10, 64)
 	if err != nil || ms < before-1000 || ms > time.Now().UnixMilli()+1000 {
 		t.Fatalf("ping %s does not carry the server time in ms (%v)", f, err)
 	}
 	waitPings(t, c, 6)
 	// Still open: a write gets through.
 	_ = s.Write("alive")
-	c.expect(t, `"alive"`)
+	c.Expect(t, `"alive"`)
 	if n := ts.Stats().HeartbeatTimeouts; n != 0 {
 		t.Fatalf("HeartbeatTimeouts = %d", n)
 	}
@@ -47,17 +48,17 @@ func TestHeartbeatPongKeepsAlive(t *testing.T) {
 
 func TestHeartbeatSilentClientClosed(t *testing.T) {
 	ts := startServer(t, primus.Config{PingInterval: beat})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
-	if code := c.waitClosed(t); code != websocket.StatusNoStatusRcvd {
+	if code := c.WaitClosed(t); code != websocket.StatusNoStatusRcvd {
 		t.Fatalf("close status %v, want 1005 (no status)", code)
 	}
-	for _, f := range c.rest(t) {
-		if !f.isPing() {
+	for _, f := range c.Rest(t) {
+		if !f.IsPing() {
 			t.Fatalf("unexpected frame %s (a heartbeat death sends no server::close)", f)
 		}
 	}
-	if n := c.pings.Load(); n != 1 {
+	if n := c.Pings(); n != 1 {
 		t.Errorf("saw %d pings before the close, want 1", n)
 	}
 	ts.nextDisconnection(t)
@@ -71,7 +72,7 @@ func TestHeartbeatSilentClientClosed(t *testing.T) {
 
 func TestHeartbeatWebSocketPingKeepsAlive(t *testing.T) {
 	ts := startServer(t, primus.Config{PingInterval: beat})
-	c := ts.dial(t, dialOpts{}) // never answers primus pings
+	c := ts.dial(t, testkit.DialOptions{}) // never answers primus pings
 	s := ts.nextSpark(t)
 	stop := make(chan struct{})
 	pinger := make(chan error, 1)
@@ -81,8 +82,8 @@ func TestHeartbeatWebSocketPingKeepsAlive(t *testing.T) {
 		for {
 			// Not cancelled by stop: cancelling a coder/websocket call
 			// in flight closes the connection.
-			pctx, pcancel := context.WithTimeout(context.Background(), waitTimeout)
-			err := c.conn.Ping(pctx) // the reader goroutine reads the pong
+			pctx, pcancel := context.WithTimeout(context.Background(), testkit.Timeout)
+			err := c.Conn.Ping(pctx) // the reader goroutine reads the pong
 			pcancel()
 			if err != nil {
 				pinger <- err
@@ -102,7 +103,7 @@ func TestHeartbeatWebSocketPingKeepsAlive(t *testing.T) {
 		t.Fatalf("WebSocket ping failed: %v", err)
 	}
 	_ = s.Write("alive")
-	c.expect(t, `"alive"`)
+	c.Expect(t, `"alive"`)
 	if n := ts.Stats().HeartbeatTimeouts; n != 0 {
 		t.Fatalf("HeartbeatTimeouts = %d", n)
 	}
@@ -110,7 +111,7 @@ func TestHeartbeatWebSocketPingKeepsAlive(t *testing.T) {
 
 func TestHeartbeatDataDoesNotKeepAlive(t *testing.T) {
 	ts := startServer(t, primus.Config{PingInterval: beat, OnConnection: echoConfig().OnConnection})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	stop := make(chan struct{})
 	sent := make(chan struct{})
@@ -124,15 +125,15 @@ func TestHeartbeatDataDoesNotKeepAlive(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-			err := c.conn.Write(ctx, websocket.MessageText, []byte(strconv.Itoa(i)))
+			ctx, cancel := context.WithTimeout(context.Background(), testkit.Timeout)
+			err := c.Conn.Write(ctx, websocket.MessageText, []byte(strconv.Itoa(i)))
 			cancel()
 			if err != nil {
 				return
 			}
 		}
 	}()
-	code := c.waitClosed(t)
+	code := c.WaitClosed(t)
 	close(stop)
 	<-sent
 	if code != websocket.StatusNoStatusRcvd {
@@ -143,8 +144,8 @@ func TestHeartbeatDataDoesNotKeepAlive(t *testing.T) {
 		t.Fatalf("CloseReason %v, want %v", r, primus.ReasonHeartbeatTimeout)
 	}
 	echoes := 0
-	for _, f := range c.rest(t) {
-		if !f.isPing() {
+	for _, f := range c.Rest(t) {
+		if !f.IsPing() {
 			echoes++
 		}
 	}
@@ -155,14 +156,14 @@ func TestHeartbeatDataDoesNotKeepAlive(t *testing.T) {
 
 func TestHeartbeatDisabled(t *testing.T) {
 	ts := startServer(t, primus.Config{PingInterval: -1})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	// With heartbeats on at this interval the silent client would be gone
 	// long before the marker; there is nothing to wait for but time.
 	time.Sleep(3 * beat)
 	_ = s.Write("marker")
-	c.expect(t, `"marker"`)
-	if n := c.pings.Load(); n != 0 {
+	c.Expect(t, `"marker"`)
+	if n := c.Pings(); n != 0 {
 		t.Fatalf("%d pings with heartbeats disabled", n)
 	}
 }
@@ -174,11 +175,11 @@ func TestHTTPServerTimeoutsDoNotKillSparks(t *testing.T) {
 		hs.Config.ReadTimeout = 2 * beat
 		hs.Config.WriteTimeout = 2 * beat
 	})
-	c := ts.dial(t, dialOpts{autoPong: true})
+	c := ts.dial(t, testkit.DialOptions{AutoPong: true})
 	s := ts.nextSpark(t)
 	waitPings(t, c, 8) // 400ms: twice the timeouts
-	c.send(t, `"primus::id::"`)
-	c.expect(t, `"primus::id::`+s.ID()+`"`)
+	c.Send(t, `"primus::id::"`)
+	c.Expect(t, `"primus::id::`+s.ID()+`"`)
 	if r := s.CloseReason(); r != primus.ReasonNone {
 		t.Fatalf("spark closed: %v", r)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 func get(t *testing.T, ts *testServer, method, path string, header http.Header) (*http.Response, string) {
@@ -106,10 +107,11 @@ func TestSpecConfigured(t *testing.T) {
 		t.Errorf("old pathname answered %d", resp.StatusCode)
 	}
 	// The WebSocket lives under the configured pathname only.
-	c := ts.dial(t, dialOpts{path: "/realtime/x?y=1"})
-	c.send(t, `"primus::id::"`)
-	c.expect(t, `"primus::id::`+ts.nextSpark(t).ID()+`"`)
-	if _, err := ts.tryDial(dialOpts{path: "/primus"}); err == nil {
+	c := ts.dialPath(t, "/realtime/x?y=1", testkit.DialOptions{})
+	c.Send(t, `"primus::id::"`)
+	c.Expect(t, `"primus::id::`+ts.nextSpark(t).ID()+`"`)
+	if c, _, err := ts.tryDial("/primus", testkit.DialOptions{}); err == nil {
+		c.Close()
 		t.Error("upgrade outside the pathname succeeded")
 	}
 }
@@ -185,9 +187,9 @@ func TestMiddleware(t *testing.T) {
 	if resp, _ := get(t, ts, http.MethodGet, "/primus", nil); resp.StatusCode != http.StatusUpgradeRequired {
 		t.Errorf("/primus = %d", resp.StatusCode)
 	}
-	c := ts.dial(t, dialOpts{})
-	c.send(t, `"primus::id::"`)
-	if f := c.next(t); !strings.HasPrefix(string(f.data), `"primus::id::`) {
+	c := ts.dial(t, testkit.DialOptions{})
+	c.Send(t, `"primus::id::"`)
+	if f := c.Next(t); !strings.HasPrefix(string(f.Data), `"primus::id::`) {
 		t.Fatalf("through middleware: %s", f)
 	}
 }
@@ -218,14 +220,14 @@ func TestNoSubprotocolNoCompression(t *testing.T) {
 	h := upgradeHeader()
 	h.Set("Sec-Websocket-Protocol", "chat")
 	h.Set("Sec-Websocket-Extensions", "permessage-deflate; client_max_window_bits")
-	c := ts.dial(t, dialOpts{header: http.Header{"Sec-Websocket-Protocol": {"chat"}}})
-	if p := c.conn.Subprotocol(); p != "" {
+	c := ts.dial(t, testkit.DialOptions{Header: http.Header{"Sec-Websocket-Protocol": {"chat"}}})
+	if p := c.Conn.Subprotocol(); p != "" {
 		t.Errorf("subprotocol %q negotiated", p)
 	}
-	if e := c.resp.Header.Get("Sec-Websocket-Extensions"); e != "" {
+	if e := c.Resp.Header.Get("Sec-Websocket-Extensions"); e != "" {
 		t.Errorf("extensions %q negotiated", e)
 	}
-	if a := c.resp.Header.Get("Sec-Websocket-Accept"); a == "" {
+	if a := c.Resp.Header.Get("Sec-Websocket-Accept"); a == "" {
 		t.Error("no Sec-WebSocket-Accept")
 	}
 }
@@ -242,32 +244,32 @@ func TestAuthorize(t *testing.T) {
 		}
 		return errors.New("bad token <x>")
 	}})
-	c, err := ts.tryDial(dialOpts{path: "/primus?token=bad"})
+	c, resp, err := ts.tryDial("/primus?token=bad", testkit.DialOptions{})
 	if err == nil {
-		c.close()
+		c.Close()
 		t.Fatal("unauthorized dial succeeded")
 	}
-	if c.resp == nil || c.resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("response %v, want 401", c.resp)
+	if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("response %v, want 401", resp)
 	}
-	body, _ := io.ReadAll(c.resp.Body)
+	body, _ := io.ReadAll(resp.Body)
 	var msg map[string]string
 	if err := json.Unmarshal(body, &msg); err != nil || msg["error"] != "bad token <x>" || len(msg) != 1 {
 		t.Errorf("body %q, want {\"error\":\"bad token <x>\"}", body)
 	}
-	if ct := c.resp.Header.Get("Content-Type"); ct != "application/json" {
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
 	}
 
-	c, err = ts.tryDial(dialOpts{path: "/primus?token=forbidden"})
+	c, resp, err = ts.tryDial("/primus?token=forbidden", testkit.DialOptions{})
 	if err == nil {
-		c.close()
+		c.Close()
 		t.Fatal("forbidden dial succeeded")
 	}
-	if c.resp.StatusCode != http.StatusForbidden || c.resp.Header.Get("Www-Authenticate") != `Bearer realm="x"` {
-		t.Errorf("forbidden: %d %q", c.resp.StatusCode, c.resp.Header.Get("Www-Authenticate"))
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Www-Authenticate") != `Bearer realm="x"` {
+		t.Errorf("forbidden: %d %q", resp.StatusCode, resp.Header.Get("Www-Authenticate"))
 	}
-	body, _ = io.ReadAll(c.resp.Body)
+	body, _ = io.ReadAll(resp.Body)
 	if string(body) != `{"error":"not for you"}` {
 		t.Errorf("forbidden body %q", body)
 	}
@@ -275,7 +277,7 @@ func TestAuthorize(t *testing.T) {
 		t.Fatalf("rejected upgrades made %d sparks", n)
 	}
 
-	ts.dial(t, dialOpts{path: "/primus?token=good"})
+	ts.dialPath(t, "/primus?token=good", testkit.DialOptions{})
 	ts.nextSpark(t)
 	if seen != "good" {
 		t.Fatal("Authorize did not see the accepted request")
@@ -286,14 +288,14 @@ func TestCheckOrigin(t *testing.T) {
 	ts := startServer(t, primus.Config{CheckOrigin: func(r *http.Request) bool {
 		return r.Header.Get("Origin") == "https://good.example"
 	}})
-	c, err := ts.tryDial(dialOpts{header: http.Header{"Origin": {"https://evil.example"}}})
+	c, resp, err := ts.tryDial("", testkit.DialOptions{Header: http.Header{"Origin": {"https://evil.example"}}})
 	if err == nil {
-		c.close()
+		c.Close()
 		t.Fatal("dial from a bad origin succeeded")
 	}
-	if c.resp == nil || c.resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("response %v, want 403", c.resp)
+	if resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("response %v, want 403", resp)
 	}
-	ts.dial(t, dialOpts{header: http.Header{"Origin": {"https://good.example"}}})
+	ts.dial(t, testkit.DialOptions{Header: http.Header{"Origin": {"https://good.example"}}})
 	ts.nextSpark(t)
 }

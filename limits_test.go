@@ -10,20 +10,21 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 // dialStatus dials and returns the HTTP status of a refused upgrade (101 if it succeeded).
-func dialStatus(t *testing.T, ts *testServer, o dialOpts) int {
+func dialStatus(t *testing.T, ts *testServer, o testkit.DialOptions) int {
 	t.Helper()
-	c, err := ts.tryDial(o)
+	c, resp, err := ts.tryDial("", o)
 	if err == nil {
-		t.Cleanup(c.close)
+		t.Cleanup(c.Close)
 		return http.StatusSwitchingProtocols
 	}
-	if c.resp == nil {
+	if resp == nil {
 		t.Fatalf("dial: %v", err)
 	}
-	return c.resp.StatusCode
+	return resp.StatusCode
 }
 
 func TestAllowOrigins(t *testing.T) {
@@ -49,7 +50,7 @@ func TestAllowOrigins(t *testing.T) {
 		if origin != "" {
 			h.Set("Origin", origin)
 		}
-		if got := dialStatus(t, ts, dialOpts{header: h}); got != want {
+		if got := dialStatus(t, ts, testkit.DialOptions{Header: h}); got != want {
 			t.Errorf("Origin %q: status %d, want %d", origin, got, want)
 		}
 	}
@@ -58,17 +59,19 @@ func TestAllowOrigins(t *testing.T) {
 	}
 	// Without patterns only the same host passes.
 	same := startServer(t, primus.Config{CheckOrigin: primus.AllowOrigins()})
-	if got := dialStatus(t, same, dialOpts{header: http.Header{"Origin": {"https://app.example.com"}}}); got != 403 {
+	if got := dialStatus(t, same, testkit.DialOptions{Header: http.Header{"Origin": {"https://app.example.com"}}}); got != 403 {
 		t.Errorf("foreign origin without patterns: %d", got)
 	}
-	if got := dialStatus(t, same, dialOpts{header: http.Header{"Origin": {same.hs.URL}}}); got != 101 {
+	if got := dialStatus(t, same, testkit.DialOptions{Header: http.Header{"Origin": {same.hs.URL}}}); got != 101 {
 		t.Errorf("same origin without patterns: %d", got)
 	}
 }
 
 func TestConnectionLimits(t *testing.T) {
 	ts := startServer(t, primus.Config{MaxConnections: 3, MaxConnectionsPerIP: 2, TrustForwardedFor: true})
-	from := func(ip string) dialOpts { return dialOpts{header: http.Header{"X-Forwarded-For": {ip}}} }
+	from := func(ip string) testkit.DialOptions {
+		return testkit.DialOptions{Header: http.Header{"X-Forwarded-For": {ip}}}
+	}
 	a1 := ts.dial(t, from("10.0.0.1"))
 	ts.nextSpark(t)
 	ts.dial(t, from("10.0.0.1"))
@@ -85,7 +88,7 @@ func TestConnectionLimits(t *testing.T) {
 		t.Errorf("RejectedFull %d, RejectedIPFull %d, want 1, 1", st.RejectedFull, st.RejectedIPFull)
 	}
 	// A closed spark gives its place back.
-	a1.close()
+	a1.Close()
 	ts.nextDisconnection(t)
 	ts.dial(t, from("10.0.0.1"))
 	ts.nextSpark(t)
@@ -106,14 +109,14 @@ func TestAuthenticate(t *testing.T) {
 		}
 		return &primus.Identity{UserID: r.URL.Query().Get("user"), Expires: expires, Claims: "claims"}, nil
 	}})
-	if got := dialStatus(t, ts, dialOpts{}); got != 401 {
+	if got := dialStatus(t, ts, testkit.DialOptions{}); got != 401 {
 		t.Errorf("anonymous: %d, want 401", got)
 	}
-	c, err := ts.tryDial(dialOpts{path: "/primus?user=late"})
-	if err == nil || c.resp == nil || c.resp.StatusCode != 401 || !strings.Contains(c.resp.Header.Get("Www-Authenticate"), "token expired") {
-		t.Fatalf("expired identity: %v %v", err, c.resp)
+	_, resp, err := ts.tryDial("/primus?user=late", testkit.DialOptions{})
+	if err == nil || resp == nil || resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("Www-Authenticate"), "token expired") {
+		t.Fatalf("expired identity: %v %v", err, resp)
 	}
-	ts.dial(t, dialOpts{path: "/primus?user=ann"})
+	ts.dialPath(t, "/primus?user=ann", testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	if s.UserID() != "ann" || s.Identity().Claims != "claims" || !s.Identity().Expires.Equal(expires) {
 		t.Fatalf("UserID %q, Identity %+v", s.UserID(), s.Identity())
@@ -122,15 +125,15 @@ func TestAuthenticate(t *testing.T) {
 		t.Errorf("RejectedAuth = %d, want 2", n)
 	}
 
-	short := ts.dial(t, dialOpts{path: "/primus?user=short"})
+	short := ts.dialPath(t, "/primus?user=short", testkit.DialOptions{})
 	ss := ts.nextSpark(t)
 	if got := ts.nextDisconnection(t); got != ss || ss.CloseReason() != primus.ReasonTokenExpired {
 		t.Fatalf("disconnected %s with %v", got.UserID(), got.CloseReason())
 	}
-	if rest := short.rest(t); len(rest) != 0 {
+	if rest := short.Rest(t); len(rest) != 0 {
 		t.Errorf("frames before the close: %v (no primus::server::close: the client may reconnect)", rest)
 	}
-	if code := websocket.CloseStatus(short.err); code != websocket.StatusPolicyViolation {
+	if code := websocket.CloseStatus(short.Err()); code != websocket.StatusPolicyViolation {
 		t.Errorf("close status %v, want 1008", code)
 	}
 	if n := ts.Stats().TokenExpiries; n != 1 {
@@ -138,7 +141,7 @@ func TestAuthenticate(t *testing.T) {
 	}
 	// Without Authenticate there is no identity.
 	plain := startServer(t, primus.Config{})
-	plain.dial(t, dialOpts{})
+	plain.dial(t, testkit.DialOptions{})
 	if s := plain.nextSpark(t); s.Identity() != nil || s.UserID() != "" {
 		t.Errorf("identity without Authenticate: %+v", s.Identity())
 	}
@@ -147,28 +150,28 @@ func TestAuthenticate(t *testing.T) {
 // Messages over MessageRate are refused to OnError with the data; a spark
 // that keeps flooding is ended intentionally (no reconnect) with 1008.
 func TestMessageRate(t *testing.T) {
-	errs := newQueue[error]()
-	data := newQueue[string]()
+	errs := testkit.NewQueue[error]()
+	data := testkit.NewQueue[string]()
 	ts := startServer(t, primus.Config{MessageRate: 0.01, MessageBurst: 3, OnConnection: func(s *primus.Spark) {
-		s.OnData(func(_ *primus.Spark, d primus.Data) { data.put(string(d.JSON())) })
-		s.OnError(func(_ *primus.Spark, err error) { errs.put(err) })
+		s.OnData(func(_ *primus.Spark, d primus.Data) { data.Put(string(d.JSON())) })
+		s.OnError(func(_ *primus.Spark, err error) { errs.Put(err) })
 	}})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	// The burst passes, the next three are refused, the seventh is a flood:
 	// a rate of one message per 100 s adds no token meanwhile.
 	for i := range 7 {
-		c.send(t, `{"n":`+string(rune('0'+i))+`}`)
+		c.Send(t, `{"n":`+string(rune('0'+i))+`}`)
 	}
 	ctx, cancel := waitCtx()
 	defer cancel()
 	for i := range 3 {
-		if d, _ := data.get(ctx); d != `{"n":`+string(rune('0'+i))+`}` {
+		if d, _ := data.Get(ctx); d != `{"n":`+string(rune('0'+i))+`}` {
 			t.Fatalf("message %d: %q", i, d)
 		}
 	}
 	for i := 3; i < 6; i++ {
-		err, _ := errs.get(ctx)
+		err, _ := errs.Get(ctx)
 		var rl *primus.RateLimitError
 		if !errors.As(err, &rl) || !errors.Is(err, primus.ErrRateLimited) || string(rl.Data.JSON()) != `{"n":`+string(rune('0'+i))+`}` {
 			t.Fatalf("refusal %d: %v", i, err)
@@ -177,14 +180,14 @@ func TestMessageRate(t *testing.T) {
 	if got := ts.nextDisconnection(t); got != s || s.CloseReason() != primus.ReasonRateLimited {
 		t.Fatalf("closed with %v", s.CloseReason())
 	}
-	rest := c.rest(t)
-	if len(rest) != 1 || string(rest[0].data) != `"primus::server::close"` {
+	rest := c.Rest(t)
+	if len(rest) != 1 || string(rest[0].Data) != `"primus::server::close"` {
 		t.Errorf("frames before the close: %v, want primus::server::close", rest)
 	}
-	if code := websocket.CloseStatus(c.err); code != websocket.StatusPolicyViolation {
+	if code := websocket.CloseStatus(c.Err()); code != websocket.StatusPolicyViolation {
 		t.Errorf("close status %v, want 1008", code)
 	}
-	if d, ok := data.tryGet(); ok {
+	if d, ok := data.TryGet(); ok {
 		t.Errorf("refused data reached OnData: %s", d)
 	}
 	st := ts.Stats()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 // A client that never reads is closed as a slow consumer once its queue
@@ -23,9 +24,9 @@ import (
 func TestSlowConsumer(t *testing.T) {
 	const payload = 32 << 10
 	ts := startServer(t, primus.Config{MaxQueueBytes: 256 << 10, WriteTimeout: 200 * time.Millisecond})
-	slow := ts.dial(t, dialOpts{noRead: true})
+	slow := ts.dial(t, testkit.DialOptions{NoRead: true})
 	slowSpark := ts.nextSpark(t)
-	fast := ts.dial(t, dialOpts{readLimit: 1 << 20})
+	fast := ts.dial(t, testkit.DialOptions{ReadLimit: 1 << 20})
 	fastSpark := ts.nextSpark(t)
 	_ = slowSpark.Join("r")
 	_ = fastSpark.Join("r")
@@ -43,13 +44,13 @@ func TestSlowConsumer(t *testing.T) {
 			t.Fatalf("write %d: %v", i, err)
 		}
 		// The reading client keeps up, message by message.
-		f := fast.nextData(t)
+		f := fast.NextData(t)
 		var m msg
-		if err := json.Unmarshal(f.data, &m); err != nil || m.I != i || len(m.Pad) != payload {
+		if err := json.Unmarshal(f.Data, &m); err != nil || m.I != i || len(m.Pad) != payload {
 			t.Fatalf("fast client got message %d (%v), want %d", m.I, err, i)
 		}
 		if closedAt < 0 {
-			if _, ok := ts.discs.tryGet(); ok {
+			if _, ok := ts.discs.TryGet(); ok {
 				closedAt = i
 			}
 		} else if i >= closedAt+20 {
@@ -79,20 +80,20 @@ func TestSlowConsumer(t *testing.T) {
 	if fastSpark.CloseReason() != primus.ReasonNone {
 		t.Fatal("the fast client was closed")
 	}
-	slow.close()
+	slow.Close()
 }
 
 // One frame larger than MaxQueueBytes is accepted when the queue is empty:
 // the bound is on backlog, not on message size.
 func TestLargeWriteToIdleSpark(t *testing.T) {
 	ts := startServer(t, primus.Config{MaxQueueBytes: 1 << 10})
-	c := ts.dial(t, dialOpts{readLimit: 1 << 20})
+	c := ts.dial(t, testkit.DialOptions{ReadLimit: 1 << 20})
 	s := ts.nextSpark(t)
 	big := strings.Repeat("y", 64<<10)
 	if err := s.Write(big); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
-	c.expect(t, `"`+big+`"`)
+	c.Expect(t, `"`+big+`"`)
 	if s.CloseReason() != primus.ReasonNone || ts.Stats().SlowConsumers != 0 {
 		t.Fatal("closed as a slow consumer")
 	}
@@ -101,7 +102,7 @@ func TestLargeWriteToIdleSpark(t *testing.T) {
 // Writes to one spark from many goroutines all arrive, each frame intact.
 func TestConcurrentWrites(t *testing.T) {
 	ts := startServer(t, primus.Config{})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	const writers, each = 8, 200
 	done := make(chan struct{})
@@ -122,7 +123,7 @@ func TestConcurrentWrites(t *testing.T) {
 	next := make([]int, writers)
 	for range writers * each {
 		var v [2]int
-		if err := json.Unmarshal(c.nextData(t).data, &v); err != nil {
+		if err := json.Unmarshal(c.NextData(t).Data, &v); err != nil {
 			t.Fatal(err)
 		}
 		if v[1] != next[v[0]] {
@@ -157,7 +158,7 @@ func TestBackloggedClientCatchesUp(t *testing.T) {
 		}
 	}
 	for i, w := range want {
-		op, p, err := c.readFrame()
+		op, p, err := c.ReadFrame()
 		if err != nil {
 			t.Fatalf("reading message %d: %v", i, err)
 		}
@@ -200,7 +201,7 @@ func TestNoStaleWriteDeadline(t *testing.T) {
 	const n = 32 // 2 MiB: more than the socket buffers, so a writer goroutine takes over
 	chunk := writeChunks(t, s, n)
 	for i := range n {
-		if _, p, err := c.readFrame(); err != nil || len(p) != len(chunk)+2 {
+		if _, p, err := c.ReadFrame(); err != nil || len(p) != len(chunk)+2 {
 			t.Fatalf("frame %d: %d bytes, %v", i, len(p), err)
 		}
 	}
@@ -209,7 +210,7 @@ func TestNoStaleWriteDeadline(t *testing.T) {
 	if err := s.Write("after"); err != nil {
 		t.Fatalf("Write after the pause: %v", err)
 	}
-	if _, p, err := c.readFrame(); err != nil || string(p) != `"after"` {
+	if _, p, err := c.ReadFrame(); err != nil || string(p) != `"after"` {
 		t.Fatalf("after the pause: %q, %v (CloseReason %v)", p, err, s.CloseReason())
 	}
 	if r := s.CloseReason(); r != primus.ReasonNone {
@@ -226,7 +227,7 @@ func TestSlowReaderNotCutOff(t *testing.T) {
 	chunk := writeChunks(t, s, n)
 	start := time.Now()
 	for i := range n {
-		if _, p, err := c.readFrame(); err != nil || len(p) != len(chunk)+2 {
+		if _, p, err := c.ReadFrame(); err != nil || len(p) != len(chunk)+2 {
 			t.Fatalf("frame %d after %v: %d bytes, %v (CloseReason %v)", i, time.Since(start), len(p), err, s.CloseReason())
 		}
 		time.Sleep(100 * time.Millisecond) // a slow reader, by design
@@ -243,10 +244,10 @@ func TestSlowReaderNotCutOff(t *testing.T) {
 // large to overflow and the given WriteTimeout (0: the default), with the
 // spark's send buffer and the client's receive buffer at 16 KiB, so that a
 // few hundred KiB fill the socket.
-func crampedSpark(t *testing.T, writeTimeout time.Duration) (*testServer, *rawConn, *primus.Spark) {
+func crampedSpark(t *testing.T, writeTimeout time.Duration) (*testServer, *testkit.Raw, *primus.Spark) {
 	t.Helper()
 	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 20, WriteTimeout: writeTimeout})
-	c := ts.rawDial(t, "")
+	c := ts.rawDial(t, testkit.RawOptions{})
 	if err := c.Conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
 		t.Fatal(err)
 	}
@@ -276,9 +277,9 @@ func writeChunks(t *testing.T, s *primus.Spark, n int) string {
 func TestLargeMessageDoesNotEndReaders(t *testing.T) {
 	ts := startServer(t, primus.Config{})
 	const members = 20
-	var clients []*client
+	var clients []*testkit.Client
 	for range members {
-		clients = append(clients, ts.dial(t, dialOpts{readLimit: 16 << 20}))
+		clients = append(clients, ts.dial(t, testkit.DialOptions{ReadLimit: 16 << 20}))
 		if err := ts.nextSpark(t).Join("r"); err != nil {
 			t.Fatal(err)
 		}
@@ -290,17 +291,17 @@ func TestLargeMessageDoesNotEndReaders(t *testing.T) {
 	if err := ts.Room("r").Write("small"); err != nil {
 		t.Fatal(err)
 	}
-	// 180 MB to read: more time than waitTimeout on a busy machine under -race.
-	ctx, cancel := context.WithTimeout(context.Background(), 6*waitTimeout)
+	// 180 MB to read: more time than testkit.Timeout on a busy machine under -race.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*testkit.Timeout)
 	defer cancel()
 	for i, c := range clients {
 		for _, want := range []int{len(big), len(`"small"`)} {
-			f, ok := c.frames.get(ctx)
-			for ok && f.isPing() {
-				f, ok = c.frames.get(ctx)
+			f, ok := c.Frames.Get(ctx)
+			for ok && f.IsPing() {
+				f, ok = c.Frames.Get(ctx)
 			}
-			if !ok || len(f.data) != want {
-				t.Fatalf("client %d: got %d bytes (%v), want %d", i, len(f.data), c.err, want)
+			if !ok || len(f.Data) != want {
+				t.Fatalf("client %d: got %d bytes (%v), want %d", i, len(f.Data), c.Err(), want)
 			}
 		}
 	}
@@ -316,7 +317,7 @@ func TestLargeMessageDoesNotEndReaders(t *testing.T) {
 // then reads.)
 func TestSlowConsumerGetsCloseFrame(t *testing.T) {
 	ts := startServer(t, primus.Config{MaxQueueBytes: 256 << 10}, func(hs *httptest.Server) { hs.TLS = &tls.Config{} })
-	c := ts.rawDial(t, "")
+	c := ts.rawDial(t, testkit.RawOptions{})
 	s := ts.nextSpark(t)
 	chunk := strings.Repeat("q", 64<<10)
 	writes := 0
@@ -332,7 +333,7 @@ func TestSlowConsumerGetsCloseFrame(t *testing.T) {
 	}
 	data := 0
 	for {
-		op, p, err := c.readFrame()
+		op, p, err := c.ReadFrame()
 		if err != nil {
 			t.Fatalf("after %d data frames: %v", data, err)
 		}
@@ -348,7 +349,7 @@ func TestSlowConsumerGetsCloseFrame(t *testing.T) {
 	if data > writes {
 		t.Fatalf("%d data frames of %d writes arrived", data, writes)
 	}
-	if _, err := c.Write(buildFrame(0x88, nil, true)); err != nil {
+	if _, err := c.Write(testkit.BuildFrame(0x88, nil, true)); err != nil {
 		t.Fatal(err)
 	}
 	if got := ts.nextDisconnection(t); got != s || s.CloseReason() != primus.ReasonSlowConsumer {
@@ -361,15 +362,47 @@ func TestSlowConsumerGetsCloseFrame(t *testing.T) {
 // writer goroutine, whose written frames must leave the backlog).
 func TestTLSReaderReceivesMoreThanTheBound(t *testing.T) {
 	ts := startServer(t, primus.Config{MaxQueueBytes: 64 << 10}, func(hs *httptest.Server) { hs.TLS = &tls.Config{} })
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	chunk := strings.Repeat("t", 16<<10)
 	for i := range 100 { // 1.6 MB: 25 times the bound
 		if err := s.Write(chunk); err != nil {
 			t.Fatalf("write %d: %v (CloseReason %v)", i, err, s.CloseReason())
 		}
-		if f := c.nextData(t); len(f.data) != len(chunk)+2 {
-			t.Fatalf("message %d: %d bytes", i, len(f.data))
+		if f := c.NextData(t); len(f.Data) != len(chunk)+2 {
+			t.Fatalf("message %d: %d bytes", i, len(f.Data))
+		}
+	}
+	if st := ts.Stats(); st.SlowConsumers != 0 {
+		t.Fatalf("%d slow consumers", st.SlowConsumers)
+	}
+}
+
+// With the default bound (twice MaxLength), a burst of two messages of
+// about MaxLength does not end readers either.
+func TestTwoLargeMessagesDoNotEndReaders(t *testing.T) {
+	ts := startServer(t, primus.Config{})
+	var clients []*testkit.Client
+	for range 5 {
+		clients = append(clients, ts.dial(t, testkit.DialOptions{ReadLimit: 16 << 20}))
+		if err := ts.nextSpark(t).Join("r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := json.RawMessage(`"` + strings.Repeat("b", 10_000_000) + `"`)
+	for range 2 {
+		if err := ts.Room("r").Write(big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ts.Room("r").Write("small"); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients {
+		for _, want := range []int{len(big), len(big), len(`"small"`)} {
+			if f := c.NextDataWithin(t, 6*testkit.Timeout); len(f.Data) != want {
+				t.Fatalf("client %d: %d bytes, want %d", i, len(f.Data), want)
+			}
 		}
 	}
 	if st := ts.Stats(); st.SlowConsumers != 0 {

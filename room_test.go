@@ -11,15 +11,16 @@ import (
 	"testing"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 // connectN dials n clients and returns them with their sparks, in order.
-func connectN(t *testing.T, ts *testServer, n int) ([]*client, []*primus.Spark) {
+func connectN(t *testing.T, ts *testServer, n int) ([]*testkit.Client, []*primus.Spark) {
 	t.Helper()
-	cs := make([]*client, n)
+	cs := make([]*testkit.Client, n)
 	ss := make([]*primus.Spark, n)
 	for i := range n {
-		cs[i] = ts.dial(t, dialOpts{})
+		cs[i] = ts.dial(t, testkit.DialOptions{})
 		ss[i] = ts.nextSpark(t)
 	}
 	return cs, ss
@@ -62,8 +63,8 @@ func TestJoinLeaveEvents(t *testing.T) {
 			t.Fatalf("OnLeave %q, want %q", e.room, want)
 		}
 	}
-	if ts.leaves.len() != 0 || len(s.Rooms()) != 0 || ts.Stats().Rooms != 0 {
-		t.Fatalf("after LeaveAll: %d extra leaves, rooms %v, %d server rooms", ts.leaves.len(), s.Rooms(), ts.Stats().Rooms)
+	if ts.leaves.Len() != 0 || len(s.Rooms()) != 0 || ts.Stats().Rooms != 0 {
+		t.Fatalf("after LeaveAll: %d extra leaves, rooms %v, %d server rooms", ts.leaves.Len(), s.Rooms(), ts.Stats().Rooms)
 	}
 }
 
@@ -83,15 +84,15 @@ func TestRoomWriteExactlyOnce(t *testing.T) {
 	if err := ts.Write("marker"); err != nil {
 		t.Fatal(err)
 	}
-	cs[0].expect(t, `{"n":1}`)
-	cs[0].expect(t, `"only b"`)
-	cs[0].expect(t, `"marker"`)
-	cs[1].expect(t, `{"n":1}`)
-	cs[1].expect(t, `"marker"`)
-	cs[2].expect(t, `{"n":1}`)
-	cs[2].expect(t, `"only b"`)
-	cs[2].expect(t, `"marker"`)
-	cs[3].expect(t, `"marker"`)
+	cs[0].Expect(t, `{"n":1}`)
+	cs[0].Expect(t, `"only b"`)
+	cs[0].Expect(t, `"marker"`)
+	cs[1].Expect(t, `{"n":1}`)
+	cs[1].Expect(t, `"marker"`)
+	cs[2].Expect(t, `{"n":1}`)
+	cs[2].Expect(t, `"only b"`)
+	cs[2].Expect(t, `"marker"`)
+	cs[3].Expect(t, `"marker"`)
 	if n := ts.Stats().Deliveries; n != 5 {
 		t.Errorf("Deliveries = %d, want 5", n)
 	}
@@ -119,23 +120,23 @@ func TestRoomExcept(t *testing.T) {
 	_ = ss[0].Room("r").Write("from 0")
 	_ = ss[0].Room("r").Except(ss[0].ID()).Write("from 0, not to 0")
 	_ = ts.Write("marker")
-	cs[0].expect(t, `"not 1"`)
-	cs[0].expect(t, `"not 2"`)
-	cs[0].expect(t, `"all"`)
-	cs[0].expect(t, `"from 0"`)
-	cs[0].expect(t, `"marker"`)
-	cs[1].expect(t, `"not 0"`)
-	cs[1].expect(t, `"not 2"`)
-	cs[1].expect(t, `"all"`)
-	cs[1].expect(t, `"from 0"`)
-	cs[1].expect(t, `"from 0, not to 0"`)
-	cs[1].expect(t, `"marker"`)
-	cs[2].expect(t, `"not 0"`)
-	cs[2].expect(t, `"not 1"`)
-	cs[2].expect(t, `"all"`)
-	cs[2].expect(t, `"from 0"`)
-	cs[2].expect(t, `"from 0, not to 0"`)
-	cs[2].expect(t, `"marker"`)
+	cs[0].Expect(t, `"not 1"`)
+	cs[0].Expect(t, `"not 2"`)
+	cs[0].Expect(t, `"all"`)
+	cs[0].Expect(t, `"from 0"`)
+	cs[0].Expect(t, `"marker"`)
+	cs[1].Expect(t, `"not 0"`)
+	cs[1].Expect(t, `"not 2"`)
+	cs[1].Expect(t, `"all"`)
+	cs[1].Expect(t, `"from 0"`)
+	cs[1].Expect(t, `"from 0, not to 0"`)
+	cs[1].Expect(t, `"marker"`)
+	cs[2].Expect(t, `"not 0"`)
+	cs[2].Expect(t, `"not 1"`)
+	cs[2].Expect(t, `"all"`)
+	cs[2].Expect(t, `"from 0"`)
+	cs[2].Expect(t, `"from 0, not to 0"`)
+	cs[2].Expect(t, `"marker"`)
 	if got := base.Except(ss[1].ID()).Clients(); len(got) != 2 || slices.Contains(got, ss[1].ID()) {
 		t.Errorf("Except(1).Clients() = %v", got)
 	}
@@ -153,8 +154,8 @@ func TestRoomExceptMany(t *testing.T) {
 	}
 	_ = ts.Room("r").Except(except...).Write("x")
 	_ = ts.Write("marker")
-	cs[0].expect(t, `"marker"`)
-	cs[1].expect(t, `"x"`)
+	cs[0].Expect(t, `"marker"`)
+	cs[1].Expect(t, `"x"`)
 }
 
 func TestRoomQueries(t *testing.T) {
@@ -236,7 +237,7 @@ func TestDisconnectLeavesAllRooms(t *testing.T) {
 	for range 6 {
 		ts.nextJoin(t)
 	}
-	cs[0].close()
+	cs[0].Close()
 	left := map[string]bool{}
 	for range rooms {
 		e := ts.nextLeave(t)
@@ -248,7 +249,7 @@ func TestDisconnectLeavesAllRooms(t *testing.T) {
 	if got := ts.nextDisconnection(t); got != ss[0] {
 		t.Fatal("wrong spark disconnected")
 	}
-	if ts.leaves.len() != 0 {
+	if ts.leaves.Len() != 0 {
 		t.Fatal("extra OnLeave events")
 	}
 	if got := ts.Rooms(); !slices.Equal(got, []string{"r3"}) {
@@ -260,7 +261,7 @@ func TestDisconnectLeavesAllRooms(t *testing.T) {
 	if len(ss[0].Rooms()) != 0 {
 		t.Fatalf("closed spark still in %v", ss[0].Rooms())
 	}
-	cs[1].close()
+	cs[1].Close()
 	ts.nextLeave(t)
 	ts.nextDisconnection(t)
 	if n := ts.Stats().Rooms; n != 0 {
@@ -272,7 +273,7 @@ func TestJoinClosedSpark(t *testing.T) {
 	ts := startServer(t, primus.Config{})
 	cs, ss := connectN(t, ts, 2)
 	// Closed.
-	cs[0].close()
+	cs[0].Close()
 	ts.nextDisconnection(t)
 	if err := ss[0].Join("a"); !errors.Is(err, primus.ErrSparkClosed) {
 		t.Fatalf("Join on a closed spark = %v, want ErrSparkClosed", err)
@@ -283,8 +284,8 @@ func TestJoinClosedSpark(t *testing.T) {
 		t.Fatalf("Join on an ending spark = %v, want ErrSparkClosed", err)
 	}
 	ts.nextDisconnection(t)
-	if n := ts.Stats().Rooms; n != 0 || ts.joins.len() != 0 {
-		t.Fatalf("closed sparks joined rooms: %d rooms, %d joins", n, ts.joins.len())
+	if n := ts.Stats().Rooms; n != 0 || ts.joins.Len() != 0 {
+		t.Fatalf("closed sparks joined rooms: %d rooms, %d joins", n, ts.joins.Len())
 	}
 }
 
@@ -296,9 +297,9 @@ func TestJoinInOnDisconnectionAndOnEnd(t *testing.T) {
 		},
 		OnDisconnection: func(s *primus.Spark) { errs <- s.Join("later") },
 	})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	ts.nextSpark(t)
-	c.close()
+	c.Close()
 	ts.nextDisconnection(t)
 	for range 2 {
 		if err := <-errs; !errors.Is(err, primus.ErrSparkClosed) {
@@ -348,8 +349,8 @@ func TestRoomChurn(t *testing.T) {
 	if total != sum {
 		t.Fatalf("sparks are in %d rooms, the index holds %d memberships", total, sum)
 	}
-	if ts.joins.len()-ts.leaves.len() != total {
-		t.Fatalf("%d joins - %d leaves != %d memberships", ts.joins.len(), ts.leaves.len(), total)
+	if ts.joins.Len()-ts.leaves.Len() != total {
+		t.Fatalf("%d joins - %d leaves != %d memberships", ts.joins.Len(), ts.leaves.Len(), total)
 	}
 	// Half leave explicitly, half disconnect.
 	for i, s := range ss {
@@ -359,15 +360,15 @@ func TestRoomChurn(t *testing.T) {
 	}
 	for i, c := range cs {
 		if i%2 == 1 {
-			c.close()
+			c.Close()
 			ts.nextDisconnection(t)
 		}
 	}
 	if n := ts.Stats().Rooms; n != 0 {
 		t.Fatalf("Stats().Rooms = %d after churn, want 0 (%v)", n, ts.RoomSizes())
 	}
-	if ts.joins.len() != ts.leaves.len() {
-		t.Fatalf("%d joins but %d leaves", ts.joins.len(), ts.leaves.len())
+	if ts.joins.Len() != ts.leaves.Len() {
+		t.Fatalf("%d joins but %d leaves", ts.joins.Len(), ts.leaves.Len())
 	}
 }
 
@@ -463,7 +464,7 @@ func TestRemoteControlStringDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cs[0].expect(t, `"fine"`)
+	cs[0].Expect(t, `"fine"`)
 	if n := ts.Stats().ReservedRefused; n != 2 {
 		t.Fatalf("ReservedRefused = %d, want 2", n)
 	}

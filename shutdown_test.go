@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 func TestShutdown(t *testing.T) {
@@ -20,14 +21,14 @@ func TestShutdown(t *testing.T) {
 	for i, s := range ss {
 		_ = s.Join("all", string(rune('a'+i)))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Timeout)
 	defer cancel()
 	if err := ts.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown = %v, want nil", err)
 	}
 	// Shutdown waited for every spark: all are closed and gone already.
-	if ts.discs.len() != 3 {
-		t.Fatalf("%d disconnections when Shutdown returned, want 3", ts.discs.len())
+	if ts.discs.Len() != 3 {
+		t.Fatalf("%d disconnections when Shutdown returned, want 3", ts.discs.Len())
 	}
 	for _, s := range ss {
 		if r := s.CloseReason(); r != primus.ReasonShutdown {
@@ -35,11 +36,11 @@ func TestShutdown(t *testing.T) {
 		}
 	}
 	for _, c := range cs {
-		if code := c.waitClosed(t); code != websocket.StatusGoingAway {
+		if code := c.WaitClosed(t); code != websocket.StatusGoingAway {
 			t.Errorf("client close status %v, want 1001", code)
 		}
-		for _, f := range c.rest(t) {
-			if !f.isPing() {
+		for _, f := range c.Rest(t) {
+			if !f.IsPing() {
 				t.Errorf("frame %s before the shutdown close (clients must reconnect: no server::close)", f)
 			}
 		}
@@ -48,13 +49,13 @@ func TestShutdown(t *testing.T) {
 		t.Errorf("after Shutdown: %d connections, %d rooms", st.Connections, st.Rooms)
 	}
 	// No new sparks.
-	c, err := ts.tryDial(dialOpts{})
+	c, resp, err := ts.tryDial("", testkit.DialOptions{})
 	if err == nil {
-		c.close()
+		c.Close()
 		t.Fatal("upgrade after Shutdown succeeded")
 	}
-	if c.resp == nil || c.resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("upgrade after Shutdown: %v, want 503", c.resp)
+	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("upgrade after Shutdown: %v, want 503", resp)
 	}
 	if err := ts.Shutdown(ctx); !errors.Is(err, primus.ErrServerClosed) {
 		t.Errorf("second Shutdown = %v, want ErrServerClosed", err)
@@ -64,7 +65,7 @@ func TestShutdown(t *testing.T) {
 		t.Error("room write after Shutdown reported no error")
 	}
 	for _, c := range cs {
-		c.close()
+		c.Close()
 	}
 	ts.hs.Close()
 	// The deferred goleak check: readers, writers, heartbeat all gone.
@@ -74,26 +75,26 @@ func TestShutdownUnresponsiveClient(t *testing.T) {
 	// A client that never reads does not answer the close: Shutdown waits
 	// CloseTimeout for it, then cuts it off, and still returns nil.
 	ts := startServer(t, primus.Config{CloseTimeout: 100 * time.Millisecond})
-	c := ts.dial(t, dialOpts{noRead: true})
+	c := ts.dial(t, testkit.DialOptions{NoRead: true})
 	s := ts.nextSpark(t)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Timeout)
 	defer cancel()
 	start := time.Now()
 	if err := ts.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown = %v", err)
 	}
-	if d := time.Since(start); d > waitTimeout/2 {
+	if d := time.Since(start); d > testkit.Timeout/2 {
 		t.Errorf("Shutdown took %v", d)
 	}
 	if r := s.CloseReason(); r != primus.ReasonShutdown {
 		t.Errorf("CloseReason %v", r)
 	}
-	c.close()
+	c.Close()
 }
 
 func TestShutdownContextExpires(t *testing.T) {
-	ts := startServer(t, primus.Config{CloseTimeout: waitTimeout})
-	c := ts.dial(t, dialOpts{noRead: true})
+	ts := startServer(t, primus.Config{CloseTimeout: testkit.Timeout})
+	c := ts.dial(t, testkit.DialOptions{NoRead: true})
 	s := ts.nextSpark(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -101,10 +102,10 @@ func TestShutdownContextExpires(t *testing.T) {
 		t.Fatalf("Shutdown = %v, want DeadlineExceeded", err)
 	}
 	// Even so, everything was torn down before Shutdown returned.
-	if ts.discs.len() != 1 || s.CloseReason() != primus.ReasonShutdown {
-		t.Fatalf("%d disconnections, reason %v", ts.discs.len(), s.CloseReason())
+	if ts.discs.Len() != 1 || s.CloseReason() != primus.ReasonShutdown {
+		t.Fatalf("%d disconnections, reason %v", ts.discs.Len(), s.CloseReason())
 	}
-	c.close()
+	c.Close()
 }
 
 // An upgrade that is past its first checks when Shutdown starts must not
@@ -118,12 +119,12 @@ func TestShutdownDuringUpgrade(t *testing.T) {
 		return nil
 	}})
 	type result struct {
-		c   *client
+		c   *testkit.Client
 		err error
 	}
 	dialed := make(chan result, 1)
 	go func() {
-		c, err := ts.tryDial(dialOpts{})
+		c, _, err := ts.tryDial("", testkit.DialOptions{})
 		dialed <- result{c, err}
 	}()
 	<-entered
@@ -147,12 +148,12 @@ func TestShutdownDuringUpgrade(t *testing.T) {
 	}
 	if r.err == nil {
 		// Accepted, but closed at once, reconnect-style.
-		if code := r.c.waitClosed(t); code != websocket.StatusGoingAway {
+		if code := r.c.WaitClosed(t); code != websocket.StatusGoingAway {
 			t.Errorf("late client closed with %v, want 1001", code)
 		}
-		r.c.close()
+		r.c.Close()
 	}
-	if n := ts.conns.len(); n != 0 {
+	if n := ts.conns.Len(); n != 0 {
 		t.Fatalf("OnConnection ran %d times for an upgrade that finished during Shutdown", n)
 	}
 	if n := ts.Stats().Connections; n != 0 {
@@ -164,19 +165,19 @@ func TestShutdownDuringUpgrade(t *testing.T) {
 // in batches spread over its duration, not all together.
 func TestDrain(t *testing.T) {
 	const n, over = 40, 600 * time.Millisecond
-	disc := newQueue[time.Time]()
-	ts := startServer(t, primus.Config{OnDisconnection: func(*primus.Spark) { disc.put(time.Now()) }})
+	disc := testkit.NewQueue[time.Time]()
+	ts := startServer(t, primus.Config{OnDisconnection: func(*primus.Spark) { disc.Put(time.Now()) }})
 	cs, _ := connectN(t, ts, n)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Timeout)
 	defer cancel()
 	start := time.Now()
 	drained := make(chan error, 1)
 	go func() { drained <- ts.Drain(ctx, over) }()
 	// The first batch closes at once; then no upgrade is accepted.
-	if _, ok := disc.get(ctx); !ok {
+	if _, ok := disc.Get(ctx); !ok {
 		t.Fatal("no spark closed")
 	}
-	if got := dialStatus(t, ts, dialOpts{}); got != http.StatusServiceUnavailable {
+	if got := dialStatus(t, ts, testkit.DialOptions{}); got != http.StatusServiceUnavailable {
 		t.Errorf("upgrade while draining: %d, want 503", got)
 	}
 	if err := <-drained; err != nil {
@@ -185,7 +186,7 @@ func TestDrain(t *testing.T) {
 	took := time.Since(start)
 	var last time.Time
 	for range n - 1 {
-		at, ok := disc.get(ctx)
+		at, ok := disc.Get(ctx)
 		if !ok {
 			t.Fatal("missing disconnections")
 		}
@@ -195,7 +196,7 @@ func TestDrain(t *testing.T) {
 		t.Errorf("Drain took %v, last close after %v: not spread over %v", took, last.Sub(start), over)
 	}
 	for _, c := range cs {
-		if code := c.waitClosed(t); code != websocket.StatusGoingAway {
+		if code := c.WaitClosed(t); code != websocket.StatusGoingAway {
 			t.Errorf("client close status %v, want 1001", code)
 		}
 	}

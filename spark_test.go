@@ -12,6 +12,7 @@ import (
 
 	"github.com/primusgo/primus"
 	"github.com/primusgo/primus/internal/protocol"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 // echoConfig makes every spark write back what it receives.
@@ -31,16 +32,16 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{21}$`)
 
 func TestIDRequest(t *testing.T) {
 	ts := startServer(t, primus.Config{})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	if !idPattern.MatchString(s.ID()) {
 		t.Fatalf("spark id %q does not match %v", s.ID(), idPattern)
 	}
-	c.send(t, `"primus::id::"`)
-	c.expect(t, `"primus::id::`+s.ID()+`"`)
+	c.Send(t, `"primus::id::"`)
+	c.Expect(t, `"primus::id::`+s.ID()+`"`)
 	// Any value after "id::" is ignored.
-	c.send(t, `"primus::id::whatever"`)
-	c.expect(t, `"primus::id::`+s.ID()+`"`)
+	c.Send(t, `"primus::id::whatever"`)
+	c.Expect(t, `"primus::id::`+s.ID()+`"`)
 	if got := ts.Spark(s.ID()); got != s {
 		t.Fatalf("Server.Spark(%q) = %p, want %p", s.ID(), got, s)
 	}
@@ -50,7 +51,7 @@ func TestIDsAreDistinct(t *testing.T) {
 	ts := startServer(t, primus.Config{})
 	seen := map[string]bool{}
 	for range 20 {
-		ts.dial(t, dialOpts{})
+		ts.dial(t, testkit.DialOptions{})
 		id := ts.nextSpark(t).ID()
 		if !idPattern.MatchString(id) || seen[id] {
 			t.Fatalf("bad or repeated id %q", id)
@@ -61,16 +62,15 @@ func TestIDsAreDistinct(t *testing.T) {
 
 func TestIDGenerator(t *testing.T) {
 	ts := startServer(t, primus.Config{IDGenerator: func() string { return "custom-id" }})
-	c := ts.dial(t, dialOpts{})
-	c.send(t, `"primus::id::"`)
-	c.expect(t, `"primus::id::custom-id"`)
+	c := ts.dial(t, testkit.DialOptions{})
+	c.Send(t, `"primus::id::"`)
+	c.Expect(t, `"primus::id::custom-id"`)
 }
 
 func TestRequestDetails(t *testing.T) {
 	ts := startServer(t, primus.Config{})
-	ts.dial(t, dialOpts{
-		path:   "/primus/some/path?token=abc&x=1&x=2",
-		header: http.Header{"X-Test": {"yes"}, "X-Forwarded-For": {"203.0.113.9"}},
+	ts.dialPath(t, "/primus/some/path?token=abc&x=1&x=2", testkit.DialOptions{
+		Header: http.Header{"X-Test": {"yes"}, "X-Forwarded-For": {"203.0.113.9"}},
 	})
 	s := ts.nextSpark(t)
 	if got := s.Query().Get("token"); got != "abc" {
@@ -90,11 +90,11 @@ func TestRequestDetails(t *testing.T) {
 
 func TestTrustForwardedFor(t *testing.T) {
 	ts := startServer(t, primus.Config{TrustForwardedFor: true})
-	ts.dial(t, dialOpts{header: http.Header{"X-Forwarded-For": {" 203.0.113.9 , 10.0.0.1"}}})
+	ts.dial(t, testkit.DialOptions{Header: http.Header{"X-Forwarded-For": {" 203.0.113.9 , 10.0.0.1"}}})
 	if got := ts.nextSpark(t).RemoteAddr(); got != "203.0.113.9" {
 		t.Errorf("RemoteAddr = %q, want 203.0.113.9", got)
 	}
-	ts.dial(t, dialOpts{})
+	ts.dial(t, testkit.DialOptions{})
 	if got := ts.nextSpark(t).RemoteAddr(); got != "127.0.0.1" {
 		t.Errorf("RemoteAddr without header = %q, want 127.0.0.1", got)
 	}
@@ -102,10 +102,10 @@ func TestTrustForwardedFor(t *testing.T) {
 
 func TestEcho(t *testing.T) {
 	ts := startServer(t, echoConfig())
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	for _, msg := range []string{`{"hello":"world"}`, `"plain string"`, `[1,2,3]`, `1`, `null`, `"café"`} {
-		c.send(t, msg)
-		c.expect(t, msg)
+		c.Send(t, msg)
+		c.Expect(t, msg)
 	}
 }
 
@@ -120,8 +120,8 @@ func TestDataDecode(t *testing.T) {
 			got <- v
 		})
 	}})
-	c := ts.dial(t, dialOpts{})
-	c.send(t, `{"a":1}`)
+	c := ts.dial(t, testkit.DialOptions{})
+	c.Send(t, `{"a":1}`)
 	if v := <-got; v["a"] != 1 {
 		t.Fatalf("decoded %v", v)
 	}
@@ -129,7 +129,7 @@ func TestDataDecode(t *testing.T) {
 
 func TestWriteTypes(t *testing.T) {
 	ts := startServer(t, primus.Config{})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	for _, tt := range []struct {
 		v    any
@@ -144,7 +144,7 @@ func TestWriteTypes(t *testing.T) {
 		if err := s.Write(tt.v); err != nil {
 			t.Fatalf("Write(%v): %v", tt.v, err)
 		}
-		c.expect(t, tt.want)
+		c.Expect(t, tt.want)
 	}
 	if err := s.Write(func() {}); err == nil {
 		t.Fatal("Write(func) succeeded")
@@ -154,23 +154,23 @@ func TestWriteTypes(t *testing.T) {
 	}
 	// Nothing was sent for the failed writes.
 	_ = s.Write("marker")
-	c.expect(t, `"marker"`)
+	c.Expect(t, `"marker"`)
 }
 
 func TestInvalidJSON(t *testing.T) {
-	errs := newQueue[error]()
+	errs := testkit.NewQueue[error]()
 	cfg := echoConfig()
 	echo := cfg.OnConnection
 	cfg.OnConnection = func(s *primus.Spark) {
 		echo(s)
-		s.OnError(func(_ *primus.Spark, err error) { errs.put(err) })
+		s.OnError(func(_ *primus.Spark, err error) { errs.Put(err) })
 	}
 	ts := startServer(t, cfg)
-	c := ts.dial(t, dialOpts{})
-	c.send(t, `{not json`)
+	c := ts.dial(t, testkit.DialOptions{})
+	c.Send(t, `{not json`)
 	ctx, cancel := waitCtx()
 	defer cancel()
-	err, ok := errs.get(ctx)
+	err, ok := errs.Get(ctx)
 	if !ok {
 		t.Fatal("no OnError for invalid JSON")
 	}
@@ -182,18 +182,18 @@ func TestInvalidJSON(t *testing.T) {
 		t.Errorf("ParseError.Data = %q", pe.Data)
 	}
 	// The message was dropped and the connection still works.
-	c.send(t, `{"echo":"still alive"}`)
-	c.expect(t, `{"echo":"still alive"}`)
+	c.Send(t, `{"echo":"still alive"}`)
+	c.Expect(t, `{"echo":"still alive"}`)
 	if n := ts.Stats().ParseErrors; n != 1 {
 		t.Errorf("Stats().ParseErrors = %d, want 1", n)
 	}
 	// An empty text message is not JSON either.
-	c.send(t, ``)
-	if err, _ := errs.get(ctx); !errors.As(err, &pe) {
+	c.Send(t, ``)
+	if err, _ := errs.Get(ctx); !errors.As(err, &pe) {
 		t.Fatalf("empty message: error %v", err)
 	}
-	c.send(t, `"ok"`)
-	c.expect(t, `"ok"`)
+	c.Send(t, `"ok"`)
+	c.Expect(t, `"ok"`)
 }
 
 // Unknown "primus::" strings from a client are data, as in Primus; but
@@ -205,21 +205,21 @@ func TestUnknownProtocolMessageIsData(t *testing.T) {
 		data string
 		err  error
 	}
-	echoes := newQueue[echo]()
+	echoes := testkit.NewQueue[echo]()
 	ts := startServer(t, primus.Config{OnConnection: func(s *primus.Spark) {
 		s.OnData(func(s *primus.Spark, d primus.Data) {
-			echoes.put(echo{string(d.JSON()), s.Write(d.JSON())})
+			echoes.Put(echo{string(d.JSON()), s.Write(d.JSON())})
 		})
 	}})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	ctx, cancel := waitCtx()
 	defer cancel()
 	for _, msg := range []string{`"primus::foo::bar"`, `"primus::ping::1"`, `"primus::server::close"`, `"primus::"`,
 		`"\u0070rimus::server::close"`,
 		// Primus reads these types as "pon" and "i" (msg.slice(8, -1)): data.
 		`"primus::pong"`, `"primus::id"`} {
-		c.send(t, msg)
-		e, ok := echoes.get(ctx)
+		c.Send(t, msg)
+		e, ok := echoes.Get(ctx)
 		if !ok || e.data != msg || !errors.Is(e.err, primus.ErrReservedData) {
 			t.Fatalf("data %s: handler saw %s, echo error %v", msg, e.data, e.err)
 		}
@@ -228,12 +228,12 @@ func TestUnknownProtocolMessageIsData(t *testing.T) {
 		t.Errorf("Stats().ReservedRefused = %d, want 7", n)
 	}
 	// Nothing was echoed: the next frame is the marker.
-	c.send(t, `"marker"`)
-	c.expect(t, `"marker"`)
+	c.Send(t, `"marker"`)
+	c.Expect(t, `"marker"`)
 	// A pong is not data: the next thing echoed is the marker.
-	c.send(t, `"primus::pong::whatever"`)
-	c.send(t, `"marker"`)
-	c.expect(t, `"marker"`)
+	c.Send(t, `"primus::pong::whatever"`)
+	c.Send(t, `"marker"`)
+	c.Expect(t, `"marker"`)
 }
 
 func TestBinaryFrame(t *testing.T) {
@@ -241,9 +241,9 @@ func TestBinaryFrame(t *testing.T) {
 	ts := startServer(t, primus.Config{OnConnection: func(s *primus.Spark) {
 		s.OnData(func(_ *primus.Spark, d primus.Data) { got <- d })
 	}})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	payload := []byte{0x7b, 0x00, 0xff, 0x10}
-	c.write(t, websocket.MessageBinary, payload)
+	c.Write(t, websocket.MessageBinary, payload)
 	d := <-got
 	if !d.IsBinary() || !bytes.Equal(d.Bytes(), payload) {
 		t.Fatalf("got %v %x, want binary %x", d.IsBinary(), d.Bytes(), payload)
@@ -255,7 +255,7 @@ func TestBinaryFrame(t *testing.T) {
 	if d.Decode(&v) == nil {
 		t.Error("Decode of binary data succeeded")
 	}
-	c.send(t, `{"a":1}`)
+	c.Send(t, `{"a":1}`)
 	if d := <-got; d.IsBinary() || string(d.JSON()) != `{"a":1}` || d.String() != `{"a":1}` {
 		t.Fatalf("text data = %v %q", d.IsBinary(), d.Bytes())
 	}
@@ -263,24 +263,24 @@ func TestBinaryFrame(t *testing.T) {
 
 func TestLineTerminatorsEscaped(t *testing.T) {
 	ts := startServer(t, echoConfig())
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	_ = s.Write(map[string]string{"s": "café \u2028 line\u2029"})
-	c.expect(t, `{"s":"café \u2028 line\u2029"}`)
+	c.Expect(t, `{"s":"café \u2028 line\u2029"}`)
 	// Raw U+2028 coming from a client is escaped on the way back out.
-	c.send(t, "\"a\u2028b\"")
-	f := c.nextData(t)
-	if string(f.data) != `"a\u2028b"` {
-		t.Fatalf("echo frame = %q, want %q", f.data, `"a\u2028b"`)
+	c.Send(t, "\"a\u2028b\"")
+	f := c.NextData(t)
+	if string(f.Data) != `"a\u2028b"` {
+		t.Fatalf("echo frame = %q, want %q", f.Data, `"a\u2028b"`)
 	}
-	if bytes.Contains(f.data, []byte("\u2028")) {
+	if bytes.Contains(f.Data, []byte("\u2028")) {
 		t.Fatal("raw U+2028 on the wire")
 	}
 }
 
 func TestSparkValues(t *testing.T) {
 	ts := startServer(t, primus.Config{})
-	ts.dial(t, dialOpts{})
+	ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	if _, ok := s.Get("k"); ok {
 		t.Fatal("Get of an unset key succeeded")
@@ -293,7 +293,7 @@ func TestSparkValues(t *testing.T) {
 
 func TestEnd(t *testing.T) {
 	ts := startServer(t, primus.Config{})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	ends := make(chan primus.CloseReason, 1)
 	s.OnEnd(func(_ *primus.Spark, r primus.CloseReason) { ends <- r })
@@ -302,12 +302,12 @@ func TestEnd(t *testing.T) {
 	if err := s.Write("after end"); !errors.Is(err, primus.ErrSparkClosed) {
 		t.Errorf("Write after End = %v, want ErrSparkClosed", err)
 	}
-	c.expect(t, `"last"`)
-	c.expect(t, `"primus::server::close"`)
-	if code := c.waitClosed(t); code != websocket.StatusNoStatusRcvd {
+	c.Expect(t, `"last"`)
+	c.Expect(t, `"primus::server::close"`)
+	if code := c.WaitClosed(t); code != websocket.StatusNoStatusRcvd {
 		t.Fatalf("close status %v, want 1005 (no status)", code)
 	}
-	if rest := c.rest(t); len(rest) != 0 {
+	if rest := c.Rest(t); len(rest) != 0 {
 		t.Fatalf("frames after server::close: %v", rest)
 	}
 	if got := ts.nextDisconnection(t); got != s {
@@ -330,15 +330,15 @@ func TestEnd(t *testing.T) {
 
 func TestEndReconnect(t *testing.T) {
 	ts := startServer(t, primus.Config{})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	_ = s.Write("last")
 	s.EndReconnect()
-	if code := c.waitClosed(t); code != websocket.StatusNoStatusRcvd {
+	if code := c.WaitClosed(t); code != websocket.StatusNoStatusRcvd {
 		t.Fatalf("close status %v, want 1005 (no status)", code)
 	}
-	rest := c.rest(t)
-	if len(rest) != 1 || string(rest[0].data) != `"last"` {
+	rest := c.Rest(t)
+	if len(rest) != 1 || string(rest[0].Data) != `"last"` {
 		t.Fatalf("frames = %v, want only \"last\" (no server::close)", rest)
 	}
 	ts.nextDisconnection(t)
@@ -352,10 +352,10 @@ func TestEndInOnConnection(t *testing.T) {
 		_ = s.Write("bye")
 		s.End()
 	}})
-	c := ts.dial(t, dialOpts{})
-	c.expect(t, `"bye"`)
-	c.expect(t, `"primus::server::close"`)
-	if code := c.waitClosed(t); code != websocket.StatusNoStatusRcvd {
+	c := ts.dial(t, testkit.DialOptions{})
+	c.Expect(t, `"bye"`)
+	c.Expect(t, `"primus::server::close"`)
+	if code := c.WaitClosed(t); code != websocket.StatusNoStatusRcvd {
 		t.Fatalf("close status %v", code)
 	}
 	ts.nextDisconnection(t)
@@ -363,9 +363,9 @@ func TestEndInOnConnection(t *testing.T) {
 
 func TestClientClose(t *testing.T) {
 	ts := startServer(t, primus.Config{})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
-	if err := c.conn.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+	if err := c.Conn.Close(websocket.StatusNormalClosure, "bye"); err != nil {
 		t.Fatalf("client close handshake: %v", err)
 	}
 	ts.nextDisconnection(t)
@@ -379,9 +379,9 @@ func TestClientClose(t *testing.T) {
 
 func TestClientDrop(t *testing.T) {
 	ts := startServer(t, primus.Config{})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
-	c.close() // no close handshake
+	c.Close() // no close handshake
 	ts.nextDisconnection(t)
 	if r := s.CloseReason(); r != primus.ReasonClientClosed {
 		t.Errorf("CloseReason %v, want %v", r, primus.ReasonClientClosed)
@@ -389,40 +389,40 @@ func TestClientDrop(t *testing.T) {
 }
 
 func TestMaxLength(t *testing.T) {
-	errs := newQueue[error]()
+	errs := testkit.NewQueue[error]()
 	cfg := echoConfig()
 	cfg.MaxLength = 64
 	echo := cfg.OnConnection
 	cfg.OnConnection = func(s *primus.Spark) {
 		echo(s)
-		s.OnError(func(_ *primus.Spark, err error) { errs.put(err) })
+		s.OnError(func(_ *primus.Spark, err error) { errs.Put(err) })
 	}
 	ts := startServer(t, cfg)
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	exact := `"` + strings.Repeat("a", 62) + `"` // 64 bytes: allowed
-	c.send(t, exact)
-	c.expect(t, exact)
-	c.send(t, `{"echo":"`+strings.Repeat("0123456789", 7)+`"}`)
-	if code := c.waitClosed(t); code != websocket.StatusMessageTooBig {
+	c.Send(t, exact)
+	c.Expect(t, exact)
+	c.Send(t, `{"echo":"`+strings.Repeat("0123456789", 7)+`"}`)
+	if code := c.WaitClosed(t); code != websocket.StatusMessageTooBig {
 		t.Fatalf("close status %v, want 1009", code)
 	}
 	ts.nextDisconnection(t)
 	if r := s.CloseReason(); r != primus.ReasonMessageTooLarge {
 		t.Errorf("CloseReason %v, want %v", r, primus.ReasonMessageTooLarge)
 	}
-	if errs.len() != 1 {
-		t.Errorf("%d OnError calls, want 1", errs.len())
+	if errs.Len() != 1 {
+		t.Errorf("%d OnError calls, want 1", errs.Len())
 	}
 }
 
 func TestMaxLengthFragmented(t *testing.T) {
 	ts := startServer(t, primus.Config{MaxLength: 64})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	s := ts.nextSpark(t)
 	ctx, cancel := waitCtx()
 	defer cancel()
-	w, err := c.conn.Writer(ctx, websocket.MessageText)
+	w, err := c.Conn.Writer(ctx, websocket.MessageText)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +433,7 @@ func TestMaxLengthFragmented(t *testing.T) {
 		}
 	}
 	_ = w.Close()
-	if code := c.waitClosed(t); code != websocket.StatusMessageTooBig {
+	if code := c.WaitClosed(t); code != websocket.StatusMessageTooBig {
 		t.Fatalf("close status %v, want 1009", code)
 	}
 	ts.nextDisconnection(t)
@@ -444,10 +444,10 @@ func TestMaxLengthFragmented(t *testing.T) {
 
 func TestFragmentedMessage(t *testing.T) {
 	ts := startServer(t, echoConfig())
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	ctx, cancel := waitCtx()
 	defer cancel()
-	w, err := c.conn.Writer(ctx, websocket.MessageText)
+	w, err := c.Conn.Writer(ctx, websocket.MessageText)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,28 +459,28 @@ func TestFragmentedMessage(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c.expect(t, `{"a":"fragmented"}`)
+	c.Expect(t, `{"a":"fragmented"}`)
 }
 
 // Raw frames: what coder/websocket would never send.
 
 func TestRawFragmentsWithPingInBetween(t *testing.T) {
 	ts := startServer(t, echoConfig())
-	c := ts.rawDial(t, "")
-	c.writeFrame(t, 0x01, []byte(`"he`), true)            // text, not final
-	c.writeFrame(t, 0x89, []byte("p"), true)              // ping inside the message
-	c.writeFrame(t, 0x00, []byte(`ll`), true)             // continuation
-	c.writeFrame(t, 0x80, []byte(`o"`), true)             // final continuation
-	c.writeFrame(t, 0x81, []byte(`"primus::id::"`), true) // an unrelated message
-	op, p, err := c.readFrame()
+	c := ts.rawDial(t, testkit.RawOptions{})
+	c.WriteFrame(t, 0x01, []byte(`"he`), true)            // text, not final
+	c.WriteFrame(t, 0x89, []byte("p"), true)              // ping inside the message
+	c.WriteFrame(t, 0x00, []byte(`ll`), true)             // continuation
+	c.WriteFrame(t, 0x80, []byte(`o"`), true)             // final continuation
+	c.WriteFrame(t, 0x81, []byte(`"primus::id::"`), true) // an unrelated message
+	op, p, err := c.ReadFrame()
 	if err != nil || op != 0xA || string(p) != "p" {
 		t.Fatalf("got op %#x %q %v, want pong \"p\"", op, p, err)
 	}
-	op, p, err = c.readFrame()
+	op, p, err = c.ReadFrame()
 	if err != nil || op != 0x1 || string(p) != `"hello"` {
 		t.Fatalf("got op %#x %q %v, want text \"hello\"", op, p, err)
 	}
-	op, p, err = c.readFrame()
+	op, p, err = c.ReadFrame()
 	if err != nil || op != 0x1 || !strings.HasPrefix(string(p), `"primus::id::`) {
 		t.Fatalf("got op %#x %q %v, want id reply", op, p, err)
 	}
@@ -511,10 +511,10 @@ func TestProtocolErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := startServer(t, primus.Config{})
-			c := ts.rawDial(t, "")
+			c := ts.rawDial(t, testkit.RawOptions{})
 			s := ts.nextSpark(t)
-			c.writeFrame(t, tt.b0, tt.data, tt.masked)
-			if code := c.readClose(t); code != tt.want {
+			c.WriteFrame(t, tt.b0, tt.data, tt.masked)
+			if code := c.ReadClose(t); code != tt.want {
 				t.Fatalf("close code %d, want %d", code, tt.want)
 			}
 			c.Close() // the handshake is over; the server lingers until then
@@ -541,12 +541,12 @@ func TestFrameLengthEncoding(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ts := startServer(t, primus.Config{})
-			c := ts.rawDial(t, "")
+			c := ts.rawDial(t, testkit.RawOptions{})
 			s := ts.nextSpark(t)
 			if _, err := c.Write(raw); err != nil {
 				t.Fatal(err)
 			}
-			if code := c.readClose(t); code != 1002 {
+			if code := c.ReadClose(t); code != 1002 {
 				t.Fatalf("close code %d, want 1002", code)
 			}
 			c.Close()
@@ -560,10 +560,10 @@ func TestFrameLengthEncoding(t *testing.T) {
 
 func TestRawDataInsideFragmentedMessage(t *testing.T) {
 	ts := startServer(t, primus.Config{})
-	c := ts.rawDial(t, "")
-	c.writeFrame(t, 0x01, []byte(`"a`), true)
-	c.writeFrame(t, 0x81, []byte(`"b"`), true) // a new message before the first ended
-	if code := c.readClose(t); code != 1002 {
+	c := ts.rawDial(t, testkit.RawOptions{})
+	c.WriteFrame(t, 0x01, []byte(`"a`), true)
+	c.WriteFrame(t, 0x81, []byte(`"b"`), true) // a new message before the first ended
+	if code := c.ReadClose(t); code != 1002 {
 		t.Fatalf("close code %d, want 1002", code)
 	}
 }
@@ -579,10 +579,10 @@ func TestRawClientCloseEchoed(t *testing.T) {
 		{nil, 1005}, // an empty close is echoed empty
 	} {
 		ts := startServer(t, primus.Config{})
-		c := ts.rawDial(t, "")
+		c := ts.rawDial(t, testkit.RawOptions{})
 		s := ts.nextSpark(t)
-		c.writeFrame(t, 0x88, tt.payload, true)
-		if code := c.readClose(t); code != tt.want {
+		c.WriteFrame(t, 0x88, tt.payload, true)
+		if code := c.ReadClose(t); code != tt.want {
 			t.Fatalf("echoed close code %d, want %d", code, tt.want)
 		}
 		ts.nextDisconnection(t)
@@ -596,10 +596,10 @@ func TestEarlyFrameAfterHandshake(t *testing.T) {
 	// A client may send its first frame right behind the request; the
 	// server must not lose the bytes net/http read ahead.
 	ts := startServer(t, echoConfig())
-	early := append(buildFrame(0x81, []byte(`"first"`), true), buildFrame(0x81, []byte(`"second"`), true)...)
-	c := ts.rawDialEarly(t, "", early)
+	early := append(testkit.BuildFrame(0x81, []byte(`"first"`), true), testkit.BuildFrame(0x81, []byte(`"second"`), true)...)
+	c := ts.rawDial(t, testkit.RawOptions{Early: early})
 	for _, want := range []string{`"first"`, `"second"`} {
-		op, p, err := c.readFrame()
+		op, p, err := c.ReadFrame()
 		if err != nil || op != 1 || string(p) != want {
 			t.Fatalf("got %#x %q %v, want %s", op, p, err, want)
 		}
@@ -610,30 +610,30 @@ func TestEarlyFrameAfterHandshake(t *testing.T) {
 // Primus (spark.end() removes its listeners), even though the client's
 // frames keep arriving until it answers the close.
 func TestNoDataAfterEnd(t *testing.T) {
-	got := newQueue[string]()
+	got := testkit.NewQueue[string]()
 	ts := startServer(t, primus.Config{OnConnection: func(s *primus.Spark) {
 		s.OnData(func(s *primus.Spark, d primus.Data) {
-			got.put(d.String())
+			got.Put(d.String())
 			s.End()
 		})
 	}})
-	c := ts.rawDial(t, "")
+	c := ts.rawDial(t, testkit.RawOptions{})
 	var burst []byte
 	for _, m := range []string{`1`, `2`, `3`} {
-		burst = append(burst, buildFrame(0x81, []byte(m), true)...)
+		burst = append(burst, testkit.BuildFrame(0x81, []byte(m), true)...)
 	}
 	if _, err := c.Write(burst); err != nil {
 		t.Fatal(err)
 	}
 	// Read up to the server's close frame, then answer it.
-	if code := c.readClose(t); code != 1005 {
+	if code := c.ReadClose(t); code != 1005 {
 		t.Fatalf("close code %d", code)
 	}
-	c.writeFrame(t, 0x88, nil, true)
+	c.WriteFrame(t, 0x88, nil, true)
 	ts.nextDisconnection(t)
-	if n := got.len(); n != 1 {
+	if n := got.Len(); n != 1 {
 		var all []string
-		for v, ok := got.tryGet(); ok; v, ok = got.tryGet() {
+		for v, ok := got.TryGet(); ok; v, ok = got.TryGet() {
 			all = append(all, v)
 		}
 		t.Fatalf("OnData ran for %v, want only the first message", all)
@@ -666,23 +666,23 @@ func TestErrorAndReasonText(t *testing.T) {
 // OnData, OnError and OnEnd add handlers (as spark.on does): each runs, in
 // the order added.
 func TestHandlersAdd(t *testing.T) {
-	calls := newQueue[string]()
+	calls := testkit.NewQueue[string]()
 	ts := startServer(t, primus.Config{OnConnection: func(s *primus.Spark) {
 		for _, name := range []string{"first", "second"} {
-			s.OnData(func(_ *primus.Spark, d primus.Data) { calls.put(name + " data " + string(d.JSON())) })
-			s.OnError(func(*primus.Spark, error) { calls.put(name + " error") })
-			s.OnEnd(func(*primus.Spark, primus.CloseReason) { calls.put(name + " end") })
+			s.OnData(func(_ *primus.Spark, d primus.Data) { calls.Put(name + " data " + string(d.JSON())) })
+			s.OnError(func(*primus.Spark, error) { calls.Put(name + " error") })
+			s.OnEnd(func(*primus.Spark, primus.CloseReason) { calls.Put(name + " end") })
 		}
 	}})
-	c := ts.dial(t, dialOpts{})
+	c := ts.dial(t, testkit.DialOptions{})
 	ts.nextSpark(t)
-	c.send(t, `1`)
-	c.send(t, `not json`)
-	c.close()
+	c.Send(t, `1`)
+	c.Send(t, `not json`)
+	c.Close()
 	ctx, cancel := waitCtx()
 	defer cancel()
 	for _, want := range []string{"first data 1", "second data 1", "first error", "second error", "first end", "second end"} {
-		if got, _ := calls.get(ctx); got != want {
+		if got, _ := calls.Get(ctx); got != want {
 			t.Fatalf("got %q, want %q", got, want)
 		}
 	}

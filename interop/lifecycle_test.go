@@ -9,6 +9,7 @@ import (
 
 	"github.com/primusgo/primus"
 	"github.com/primusgo/primus/internal/nodefixture"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 // The id the real client gets from client.id() is the id of the spark the
@@ -137,7 +138,7 @@ func heartbeatAttempt(t *testing.T) (stalled string, err error) {
 	if h.Spark(id) != s || s.CloseReason() != primus.ReasonNone {
 		return "", fmt.Errorf("server spark %q: Spark(id) = %p (want %p), CloseReason = %v", id, h.Spark(id), s, s.CloseReason())
 	}
-	if n, g := h.conns.len(), h.gone.len(); n != 0 || g != 0 {
+	if n, g := h.conns.Len(), h.gone.Len(); n != 0 || g != 0 {
 		return "", fmt.Errorf("%d more connections and %d disconnections during the heartbeats, want none", n, g)
 	}
 	if st := h.Stats(); st.HeartbeatTimeouts != 0 || st.ConnectionsTotal != 1 {
@@ -256,7 +257,7 @@ func TestServerEndStopsReconnection(t *testing.T) {
 	for _, ev := range mark(t, ctx, a) {
 		t.Errorf("client a after end: %s", ev.Raw)
 	}
-	if n := h.conns.len(); n != 0 {
+	if n := h.conns.Len(); n != 0 {
 		t.Errorf("%d connections after End besides client b's, want 0", n)
 	}
 	if n := h.Stats().ConnectionsTotal; n != 2 {
@@ -371,12 +372,12 @@ func TestReconnectingCloses(t *testing.T) {
 func TestWriteUndefined(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	got := newQueue[primus.Data]()
+	got := testkit.NewQueue[primus.Data]()
 	h := startHub(t, primus.Config{})
 	c := startClient(t, h.url, nodefixture.ClientOptions{})
 	awaitOpen(t, ctx, c)
 	s := h.nextConn(t, ctx)
-	s.OnData(func(_ *primus.Spark, d primus.Data) { got.put(d) }) // besides the hub's echo
+	s.OnData(func(_ *primus.Spark, d primus.Data) { got.Put(d) }) // besides the hub's echo
 
 	if err := c.Send(map[string]any{"op": "write"}); err != nil { // no data: undefined
 		t.Fatal(err)
@@ -384,17 +385,17 @@ func TestWriteUndefined(t *testing.T) {
 	if err := c.Write("still open"); err != nil {
 		t.Fatal(err)
 	}
-	d, err := got.get(ctx)
-	if err != nil {
-		t.Fatal(err)
+	d, ok := got.Get(ctx)
+	if !ok {
+		t.Fatal(ctx.Err())
 	}
 	if !d.IsBinary() || len(d.Bytes()) != 0 {
 		t.Errorf("write(undefined) arrived as %v (binary %v), want an empty binary message", d, d.IsBinary())
 	}
 	expectData(t, ctx, c, map[string]any{"echo": nil})
 	expectData(t, ctx, c, map[string]any{"echo": "still open"})
-	if n := h.errs.len(); n != 0 {
-		e, _ := h.errs.get(ctx)
+	if n := h.errs.Len(); n != 0 {
+		e, _ := h.errs.Get(ctx)
 		t.Errorf("%d spark errors, first %v", n, e.err)
 	}
 	if st := h.Stats(); st.ParseErrors != 0 {

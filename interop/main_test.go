@@ -22,6 +22,7 @@ import (
 	"github.com/primusgo/primus"
 	"github.com/primusgo/primus/internal/nodefixture"
 	"github.com/primusgo/primus/internal/serverapp"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 // TestMain fails the package if a test leaves a goroutine behind (spark
@@ -51,52 +52,6 @@ var fastReconnect = nodefixture.ClientOptions{
 	ReconnectRetries: 100,
 }
 
-// queue is an unbounded FIFO: server callbacks put into it without
-// blocking, tests take from it with a deadline.
-type queue[T any] struct {
-	mu     sync.Mutex
-	items  []T
-	signal chan struct{}
-}
-
-func newQueue[T any]() *queue[T] { return &queue[T]{signal: make(chan struct{}, 1)} }
-
-func (q *queue[T]) put(v T) {
-	q.mu.Lock()
-	q.items = append(q.items, v)
-	q.mu.Unlock()
-	select {
-	case q.signal <- struct{}{}:
-	default:
-	}
-}
-
-// get takes the oldest item, waiting for one until ctx is done.
-func (q *queue[T]) get(ctx context.Context) (T, error) {
-	for {
-		q.mu.Lock()
-		if len(q.items) > 0 {
-			v := q.items[0]
-			q.items = q.items[1:]
-			q.mu.Unlock()
-			return v, nil
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.signal:
-		case <-ctx.Done():
-			var zero T
-			return zero, ctx.Err()
-		}
-	}
-}
-
-func (q *queue[T]) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)
-}
-
 // sparkError is one OnError call.
 type sparkError struct {
 	spark *primus.Spark
@@ -110,22 +65,22 @@ type sparkError struct {
 type hub struct {
 	*primus.Server
 	url   string
-	conns *queue[*primus.Spark]
-	gone  *queue[*primus.Spark]
-	errs  *queue[sparkError]
+	conns *testkit.Queue[*primus.Spark]
+	gone  *testkit.Queue[*primus.Spark]
+	errs  *testkit.Queue[sparkError]
 }
 
 func startHub(t *testing.T, cfg primus.Config) *hub {
 	t.Helper()
-	h := &hub{conns: newQueue[*primus.Spark](), gone: newQueue[*primus.Spark](), errs: newQueue[sparkError]()}
+	h := &hub{conns: testkit.NewQueue[*primus.Spark](), gone: testkit.NewQueue[*primus.Spark](), errs: testkit.NewQueue[sparkError]()}
 	cfg.OnConnection = func(s *primus.Spark) {
 		s.OnData(func(s *primus.Spark, d primus.Data) {
 			_ = s.Write(map[string]json.RawMessage{"echo": d.JSON()})
 		})
-		s.OnError(func(s *primus.Spark, err error) { h.errs.put(sparkError{s, err}) })
-		h.conns.put(s)
+		s.OnError(func(s *primus.Spark, err error) { h.errs.Put(sparkError{s, err}) })
+		h.conns.Put(s)
 	}
-	cfg.OnDisconnection = func(s *primus.Spark) { h.gone.put(s) }
+	cfg.OnDisconnection = func(s *primus.Spark) { h.gone.Put(s) }
 	srv, err := primus.New(cfg)
 	if err != nil {
 		t.Fatalf("primus.New: %v", err)
@@ -147,9 +102,9 @@ func startHub(t *testing.T, cfg primus.Config) *hub {
 // nextConn waits for the next connection.
 func (h *hub) nextConn(t *testing.T, ctx context.Context) *primus.Spark {
 	t.Helper()
-	s, err := h.conns.get(ctx)
-	if err != nil {
-		t.Fatalf("waiting for a connection: %v", err)
+	s, ok := h.conns.Get(ctx)
+	if !ok {
+		t.Fatalf("waiting for a connection: %v", ctx.Err())
 	}
 	return s
 }
@@ -157,9 +112,9 @@ func (h *hub) nextConn(t *testing.T, ctx context.Context) *primus.Spark {
 // nextGone waits for the next disconnection.
 func (h *hub) nextGone(t *testing.T, ctx context.Context) *primus.Spark {
 	t.Helper()
-	s, err := h.gone.get(ctx)
-	if err != nil {
-		t.Fatalf("waiting for a disconnection: %v", err)
+	s, ok := h.gone.Get(ctx)
+	if !ok {
+		t.Fatalf("waiting for a disconnection: %v", ctx.Err())
 	}
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,22 +15,18 @@ import (
 	"github.com/primusgo/primus"
 	"github.com/primusgo/primus/brokertest"
 	"github.com/primusgo/primus/internal/redistest"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
-// waitStats polls b's stats until cond holds (at most 10 s).
+// waitStats polls b's stats until cond holds (at most testkit.Timeout)
+// and returns them; a timeout shows the last stats.
 func waitStats(t testing.TB, b *Broker, what string, cond func(Stats) bool) Stats {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s := b.Stats()
-		if cond(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; stats %+v", what, s)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var s Stats
+	if !testkit.Eventually(testkit.Timeout, func() bool { s = b.Stats(); return cond(s) }) {
+		t.Fatalf("timed out waiting for %s; stats %+v", what, s)
 	}
+	return s
 }
 
 var markerSeq atomic.Int64
@@ -48,16 +45,13 @@ func awaitDelivery(t testing.TB, pub *Broker, rec *brokertest.Recorder, room str
 			sent = append(sent, data)
 		}
 		cancel()
-		end := time.Now().Add(20 * time.Millisecond)
-		for time.Now().Before(end) {
-			for _, m := range rec.Messages() {
-				for _, d := range sent {
-					if string(m.Data) == d {
-						return time.Since(start)
-					}
-				}
-			}
-			time.Sleep(2 * time.Millisecond)
+		arrived := testkit.Eventually(20*time.Millisecond, func() bool {
+			return slices.ContainsFunc(rec.Messages(), func(m *brokertest.Received) bool {
+				return slices.Contains(sent, string(m.Data))
+			})
+		})
+		if arrived {
+			return time.Since(start)
 		}
 	}
 	t.Fatalf("no delivery on room %q within %v (publisher %+v)", room, limit, pub.Stats())
@@ -211,13 +205,9 @@ func numsub(t testing.TB, srv *redistest.Server, channel string) int64 {
 
 func waitNumsub(t testing.TB, srv *redistest.Server, channel string, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for numsub(t, srv, channel) != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("NUMSUB %s never became %d", channel, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, fmt.Sprintf("NUMSUB %s to become %d", channel, want), func() bool {
+		return numsub(t, srv, channel) == want
+	})
 }
 
 func TestLazyUnsubscribe(t *testing.T) {

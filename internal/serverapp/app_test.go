@@ -12,17 +12,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// testClient is a kit client bound to its test, so that the command
+// exchanges below read as a conversation.
 type testClient struct {
-	t    *testing.T
-	conn *websocket.Conn
-	msgs chan string
-	err  error // why reading stopped; set before msgs is closed
+	*testkit.Client
+	t *testing.T
 }
 
 func startApp(t *testing.T, opts Options) (*App, *httptest.Server) {
@@ -43,96 +44,52 @@ func startApp(t *testing.T, opts Options) (*App, *httptest.Server) {
 
 func dial(t *testing.T, ts *httptest.Server) *testClient {
 	t.Helper()
-	c, _, err := tryDial(t, ts.URL+"/primus", nil)
+	c, _, err := tryDial(t, ts.URL+"/primus", testkit.DialOptions{})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	return c
 }
 
-// tryDial connects to url (http, https, ws or wss) with o (nil: defaults)
-// and a 16 MiB read limit; the connection is closed at the end of the test.
-func tryDial(t *testing.T, url string, o *websocket.DialOptions) (*testClient, *http.Response, error) {
+// tryDial connects to url (http, https, ws or wss) with o and a 16 MiB
+// read limit; the connection is closed at the end of the test.
+func tryDial(t *testing.T, url string, o testkit.DialOptions) (*testClient, *http.Response, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, resp, err := websocket.Dial(ctx, url, o)
+	o.ReadLimit = 16 << 20
+	c, resp, err := testkit.TryDial(url, o)
 	if err != nil {
 		return nil, resp, err
 	}
-	conn.SetReadLimit(16 << 20)
-	c := &testClient{t: t, conn: conn, msgs: make(chan string, 100)}
-	go func() {
-		defer close(c.msgs)
-		for {
-			_, b, err := conn.Read(context.Background())
-			if err != nil {
-				c.err = err
-				return
-			}
-			c.msgs <- string(b)
-		}
-	}()
-	t.Cleanup(func() {
-		conn.Close(websocket.StatusNormalClosure, "")
-		for range c.msgs {
-		}
-	})
-	return c, resp, nil
+	t.Cleanup(c.Close)
+	return &testClient{c, t}, resp, nil
 }
 
 func (c *testClient) send(msg string) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.conn.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
+	c.Send(c.t, msg)
 }
 
 // next returns the next message that is not a heartbeat.
 func (c *testClient) next() string {
 	c.t.Helper()
-	return c.nextWithin(5 * time.Second)
+	return string(c.NextData(c.t).Data)
 }
 
 // nextWithin is next with its own deadline.
 func (c *testClient) nextWithin(d time.Duration) string {
 	c.t.Helper()
-	timeout := time.After(d)
-	for {
-		select {
-		case m, ok := <-c.msgs:
-			if !ok {
-				c.t.Fatalf("connection closed while waiting for a message: %v", c.err)
-			}
-			if strings.HasPrefix(m, `"primus::ping::`) {
-				continue
-			}
-			return m
-		case <-timeout:
-			c.t.Fatal("timed out waiting for a message")
-		}
-	}
+	return string(c.NextDataWithin(c.t, d).Data)
 }
 
 func (c *testClient) expect(want string) {
 	c.t.Helper()
-	if got := c.next(); got != want {
-		c.t.Fatalf("got %s, want %s", got, want)
-	}
+	c.Expect(c.t, want)
 }
 
 // id asks the server for the spark id.
 func (c *testClient) id() string {
 	c.t.Helper()
-	c.send(`"primus::id::"`)
-	got := c.next()
-	var s string
-	if err := json.Unmarshal([]byte(got), &s); err != nil || !strings.HasPrefix(s, "primus::id::") {
-		c.t.Fatalf("id reply = %s", got)
-	}
-	return strings.TrimPrefix(s, "primus::id::")
+	return c.ID(c.t)
 }
 
 func TestCommands(t *testing.T) {

@@ -77,10 +77,8 @@ func TestMainGracefulShutdown(t *testing.T) {
 	c.expect(`{"ack":1,"ok":true}`)
 
 	cancel()
-	for range c.msgs {
-	}
-	if got := websocket.CloseStatus(c.err); got != websocket.StatusGoingAway {
-		t.Fatalf("close status = %v (%v), want 1001 going away", got, c.err)
+	if got := c.WaitClosed(t); got != websocket.StatusGoingAway {
+		t.Fatalf("close status = %v (%v), want 1001 going away", got, c.Err())
 	}
 	select {
 	case err := <-done:

@@ -24,6 +24,7 @@ import (
 
 	"github.com/primusgo/primus/auth"
 	"github.com/primusgo/primus/internal/testcert"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 var hmacSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -148,32 +149,23 @@ func TestAPIRequestBound(t *testing.T) {
 	if _, err := conn.Write([]byte("POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"room\":\"a")); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		code, body := post(t, ts.URL+"/api/publish", "", `{"room":"r","data":1}`)
-		if code == http.StatusServiceUnavailable && strings.Contains(body, "too many API requests") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("second request: %d %s, want 503", code, body)
-		}
-		time.Sleep(10 * time.Millisecond) // until the stalled request holds the slot
+	var code int
+	var body string
+	if !testkit.Eventually(testkit.Timeout, func() bool { // until the stalled request holds the slot
+		code, body = post(t, ts.URL+"/api/publish", "", `{"room":"r","data":1}`)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "too many API requests")
+	}) {
+		t.Fatalf("second request: %d %s, want 503", code, body)
 	}
 	if n := counterValue(t, app, "primus_api_busy_total"); n < 1 {
 		t.Fatalf("primus_api_busy_total = %v", n)
 	}
 	conn.Close()
 	// The slot comes back when the stalled request ends.
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		if code, _ := post(t, ts.URL+"/api/publish", "", `{"room":"r","data":1}`); code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the slot of the closed request never came back")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "the slot of the closed request to come back", func() bool {
+		code, _ := post(t, ts.URL+"/api/publish", "", `{"room":"r","data":1}`)
+		return code == 200
+	})
 }
 
 // counterValue scrapes /metrics of app for one unlabelled sample.
@@ -216,18 +208,18 @@ func TestTokenGrants(t *testing.T) {
 		"no exp":   token(t, jwt.SigningMethodHS256, hmacSecret, jwt.MapClaims{"sub": "ann"}),
 		"no sub":   token(t, jwt.SigningMethodHS256, hmacSecret, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix()}),
 	} {
-		_, resp, err := tryDial(t, ts.URL+"/primus?token="+tok, nil)
+		_, resp, err := tryDial(t, ts.URL+"/primus?token="+tok, testkit.DialOptions{})
 		if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("%s: %v %v, want 401", name, resp, err)
 		}
 	}
 	tok := userToken(t, "ann", time.Hour, []string{"user:{sub}", "chat:*"}, []string{"chat:*"})
-	ann, _, err := tryDial(t, ts.URL+"/primus?token="+tok, nil)
+	ann, _, err := tryDial(t, ts.URL+"/primus?token="+tok, testkit.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The header works too.
-	bob, _, err := tryDial(t, ts.URL+"/primus", &websocket.DialOptions{HTTPHeader: http.Header{
+	bob, _, err := tryDial(t, ts.URL+"/primus", testkit.DialOptions{Header: http.Header{
 		"Authorization": {"Bearer " + userToken(t, "bob", time.Hour, []string{"chat:*"}, nil)},
 	}})
 	if err != nil {
@@ -259,14 +251,12 @@ func TestTokenGrants(t *testing.T) {
 	}
 
 	// A spark is ended when its token expires (reconnect-style, 1008).
-	short, _, err := tryDial(t, ts.URL+"/primus?token="+userToken(t, "cy", 1500*time.Millisecond, nil, nil), nil)
+	short, _, err := tryDial(t, ts.URL+"/primus?token="+userToken(t, "cy", 1500*time.Millisecond, nil, nil), testkit.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range short.msgs {
-	}
-	if got := websocket.CloseStatus(short.err); got != websocket.StatusPolicyViolation {
-		t.Fatalf("expired spark: close %v (%v), want 1008", got, short.err)
+	if got := short.WaitClosed(t); got != websocket.StatusPolicyViolation {
+		t.Fatalf("expired spark: close %v (%v), want 1008", got, short.Err())
 	}
 	if n := app.Primus.Stats().TokenExpiries; n != 1 {
 		t.Fatalf("TokenExpiries = %d", n)
@@ -321,9 +311,9 @@ func TestOrigins(t *testing.T) {
 		"https://app.example.com": true,
 		"https://evil.io":         false,
 	} {
-		o := &websocket.DialOptions{HTTPHeader: http.Header{}}
+		o := testkit.DialOptions{Header: http.Header{}}
 		if origin != "" {
-			o.HTTPHeader.Set("Origin", origin)
+			o.Header.Set("Origin", origin)
 		}
 		_, resp, err := tryDial(t, wsURL(ts.URL, "/primus"), o)
 		if (err == nil) != ok || (!ok && (resp == nil || resp.StatusCode != 403)) {
@@ -331,7 +321,7 @@ func TestOrigins(t *testing.T) {
 		}
 	}
 	_, def := startApp(t, Options{})
-	_, resp, err := tryDial(t, wsURL(def.URL, "/primus"), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://app.example.com"}}})
+	_, resp, err := tryDial(t, wsURL(def.URL, "/primus"), testkit.DialOptions{Header: http.Header{"Origin": {"https://app.example.com"}}})
 	if err == nil || resp.StatusCode != 403 {
 		t.Errorf("a foreign origin by default: %v %v, want 403", resp, err)
 	}
@@ -350,9 +340,7 @@ func TestRateLimitAcks(t *testing.T) {
 	c.expect(`{"ack":2,"error":"rate limit exceeded: message dropped"}`)
 	c.expect(`{"ack":3,"error":"rate limit exceeded: message dropped"}`)
 	c.expect(`"primus::server::close"`)
-	for range c.msgs {
-	}
-	if got := websocket.CloseStatus(c.err); got != websocket.StatusPolicyViolation {
+	if got := c.WaitClosed(t); got != websocket.StatusPolicyViolation {
 		t.Fatalf("close %v, want 1008", got)
 	}
 	if st := app.Primus.Stats(); st.RateLimited != 3 || st.RateLimitEnds != 1 {
@@ -363,14 +351,14 @@ func TestRateLimitAcks(t *testing.T) {
 func TestConnLimits(t *testing.T) {
 	_, ts := startApp(t, Options{MaxConnections: 2, MaxConnectionsPerIP: 1})
 	dial(t, ts)
-	_, resp, err := tryDial(t, ts.URL+"/primus", nil)
+	_, resp, err := tryDial(t, ts.URL+"/primus", testkit.DialOptions{})
 	if err == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("second connection from one address: %v %v, want 429", resp, err)
 	}
 	// Behind a proxy, the addresses come from X-Forwarded-For.
 	_, proxied := startApp(t, Options{MaxConnections: 2, MaxConnectionsPerIP: 1, TrustForwardedFor: true})
-	from := func(ip string) *websocket.DialOptions {
-		return &websocket.DialOptions{HTTPHeader: http.Header{"X-Forwarded-For": {ip + ", 10.0.0.1"}}}
+	from := func(ip string) testkit.DialOptions {
+		return testkit.DialOptions{Header: http.Header{"X-Forwarded-For": {ip + ", 10.0.0.1"}}}
 	}
 	for i, ip := range []string{"192.0.2.1", "192.0.2.2"} {
 		if _, _, err := tryDial(t, proxied.URL+"/primus", from(ip)); err != nil {
@@ -410,7 +398,7 @@ func TestMainTLSAndPublicKey(t *testing.T) {
 		t.Fatalf("readyz over TLS: %s %s", resp.Status, resp.Proto)
 	}
 	tok := token(t, jwt.SigningMethodES256, signer, jwt.MapClaims{"sub": "ann", "exp": time.Now().Add(time.Hour).Unix(), "rooms": []string{"r"}, "publish": []string{"r"}})
-	c, _, err := tryDial(t, "wss://"+m.addr+"/primus?token="+tok, &websocket.DialOptions{HTTPClient: client})
+	c, _, err := tryDial(t, "wss://"+m.addr+"/primus?token="+tok, testkit.DialOptions{HTTPClient: client})
 	if err != nil {
 		t.Fatalf("wss dial: %v\n%s", err, m.logs.String())
 	}
@@ -419,7 +407,7 @@ func TestMainTLSAndPublicKey(t *testing.T) {
 	c.send(`{"publish":{"room":"r","data":"secure"}}`)
 	c.expect(`"secure"`)
 	hs := token(t, jwt.SigningMethodHS256, pub, jwt.MapClaims{"sub": "ann", "exp": time.Now().Add(time.Hour).Unix()})
-	if _, resp, err := tryDial(t, "wss://"+m.addr+"/primus?token="+hs, &websocket.DialOptions{HTTPClient: client}); err == nil || resp.StatusCode != 401 {
+	if _, resp, err := tryDial(t, "wss://"+m.addr+"/primus?token="+hs, testkit.DialOptions{HTTPClient: client}); err == nil || resp.StatusCode != 401 {
 		t.Fatalf("HS256 token signed with the public key: %v %v, want 401", resp, err)
 	}
 	if !strings.Contains(m.logs.String(), "tls=true") || strings.Contains(m.logs.String(), "running open") {
@@ -472,29 +460,25 @@ func TestMainHTTPTimeouts(t *testing.T) {
 // clients are closed reconnect-style (1001).
 func TestMainLameDuck(t *testing.T) {
 	m := startMain(t, "-lame-duck-delay", "700ms", "-lame-duck-duration", "300ms")
-	c, _, err := tryDial(t, "ws://"+m.addr+"/primus", nil)
+	c, _, err := tryDial(t, "ws://"+m.addr+"/primus", testkit.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.send(`{"join":"r","ack":1}`)
 	c.expect(`{"ack":1,"ok":true}`)
 	m.cancel()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		code, _ := get(t, "http://"+m.addr+"/readyz", "")
-		if code == 503 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("readyz %d after the signal", code)
-		}
-		time.Sleep(5 * time.Millisecond) // the signal is handled on Main's goroutine
+	var code int
+	if !testkit.Eventually(testkit.Timeout, func() bool { // the signal is handled on Main's goroutine
+		code, _ = get(t, "http://"+m.addr+"/readyz", "")
+		return code == 503
+	}) {
+		t.Fatalf("readyz %d after the signal", code)
 	}
 	if code, body := get(t, "http://"+m.addr+"/healthz", ""); code != 200 || !strings.Contains(body, "draining") {
 		t.Errorf("healthz while draining: %d %s", code, body)
 	}
 	// Still serving during the delay.
-	late, _, err := tryDial(t, "ws://"+m.addr+"/primus", nil)
+	late, _, err := tryDial(t, "ws://"+m.addr+"/primus", testkit.DialOptions{})
 	if err != nil {
 		t.Fatalf("upgrade during the lame-duck delay: %v", err)
 	}
@@ -503,9 +487,7 @@ func TestMainLameDuck(t *testing.T) {
 	c.send(`{"publish":{"room":"r","data":"still here"}}`)
 	late.expect(`"still here"`)
 	for _, cl := range []*testClient{c, late} {
-		for range cl.msgs {
-		}
-		if got := websocket.CloseStatus(cl.err); got != websocket.StatusGoingAway {
+		if got := cl.WaitClosed(t); got != websocket.StatusGoingAway {
 			t.Errorf("close %v, want 1001", got)
 		}
 	}

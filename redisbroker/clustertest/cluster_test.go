@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/primusgo/primus/internal/redistest"
 	"github.com/primusgo/primus/internal/serverapp"
+	"github.com/primusgo/primus/internal/testkit"
 	"github.com/primusgo/primus/redisbroker"
 )
 
@@ -96,14 +98,11 @@ func awaitRoute(t testing.TB, n node, c *wsClient, room string, limit time.Durat
 		if n.tryPublish([]string{room}, data) {
 			sent = append(sent, fmt.Sprintf(`{"route":%d}`, id))
 		}
-		deadline := time.Now().Add(25 * time.Millisecond)
-		for time.Now().Before(deadline) {
-			for _, s := range sent {
-				if c.has(s) {
-					return time.Since(start)
-				}
-			}
-			time.Sleep(2 * time.Millisecond)
+		arrived := testkit.Eventually(25*time.Millisecond, func() bool {
+			return slices.ContainsFunc(sent, c.has)
+		})
+		if arrived {
+			return time.Since(start)
 		}
 	}
 	t.Fatalf("%s never received %s's writes to %q within %v", c.name, n.name, room, limit)
@@ -173,7 +172,7 @@ func multiRoomScenario(t *testing.T, nodes [3]node) map[string]int {
 		}
 	}
 	pub := dial(t, "pub", a.url)
-	except := members["bx"].c.sparkID()
+	except := members["bx"].c.ID(t)
 	pub.do(map[string]any{"publish": map[string]any{"rooms": []string{"r1", "r2", "r3"}, "except": []string{except}, "data": "multi"}})
 
 	// Markers from the same node on every room: per-room order means that
@@ -244,7 +243,7 @@ func TestGoClusterRedisRestart(t *testing.T) {
 		t.Error("publish succeeded with Redis down")
 	}
 	ca.waitFrame(`"while down"`)
-	waitFor(t, "the broker to notice", func() bool { return !bb.Stats().Connected })
+	testkit.WaitFor(t, "the broker to notice", func() bool { return !bb.Stats().Connected })
 
 	srv.Start()
 	took := awaitRoute(t, a, cb, "r", 10*time.Second)
@@ -254,16 +253,5 @@ func TestGoClusterRedisRestart(t *testing.T) {
 	}
 	if cb.has(`"while down"`) {
 		t.Error("a write made while Redis was down reached the other node")
-	}
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/primusgo/primus/internal/redistest"
+	"github.com/primusgo/primus/internal/testkit"
 )
 
 var (
@@ -184,7 +185,7 @@ func TestPrimusServerProcesses(t *testing.T) {
 		nodes[i] = procs[i].node
 	}
 	for _, n := range nodes {
-		waitFor(t, n.name+" healthy", func() bool { return n.health() == "ok" })
+		testkit.WaitFor(t, n.name+" healthy", func() bool { return n.health() == "ok" })
 	}
 	got := multiRoomScenario(t, nodes)
 	want := map[string]int{"a1": 1, "a12": 1, "b2": 1, "b123": 1, "bx": 0, "c3": 1, "cnone": 0}
@@ -198,14 +199,14 @@ func TestPrimusServerProcesses(t *testing.T) {
 	c2.join("after")
 	awaitRoute(t, nodes[0], c2, "after", 10*time.Second)
 	srv.Kill()
-	waitFor(t, "degraded health", func() bool { return nodes[1].health() == "degraded" })
+	testkit.WaitFor(t, "degraded health", func() bool { return nodes[1].health() == "degraded" })
 	srv.Start()
 	took := awaitRoute(t, nodes[0], c2, "after", 10*time.Second)
 	t.Logf("cross-process delivery %v after Redis restarted", took.Round(time.Millisecond))
 	if took > 2*time.Second {
 		t.Errorf("delivery resumed after %v, want < 2s", took)
 	}
-	waitFor(t, "healthy again", func() bool { return nodes[1].health() == "ok" })
+	testkit.WaitFor(t, "healthy again", func() bool { return nodes[1].health() == "ok" })
 }
 
 // TestPrimusServerProcessesSentinel runs two primus-server processes
