@@ -84,8 +84,12 @@ type Config struct {
 	// with 403. Nil accepts every origin, like Primus; AllowOrigins builds
 	// a check that closes cross-site WebSocket hijacking.
 	CheckOrigin func(r *http.Request) bool
-	// TrustForwardedFor makes RemoteAddr use the first X-Forwarded-For
-	// address, for servers behind a proxy (Primus always does this).
+	// TrustForwardedFor makes RemoteAddr the last X-Forwarded-For address:
+	// the client as the proxy in front of the server saw it (proxies append
+	// to the header; the entries before are whatever the client sent, so
+	// unlike Primus, which takes the first, a client cannot choose its
+	// address). Behind several proxies, have the outermost one overwrite
+	// the header. Set it only behind a proxy.
 	TrustForwardedFor bool
 	// IDGenerator makes spark ids (default: 21 random characters of A-Za-z0-9_-).
 	IDGenerator func() string

@@ -171,13 +171,16 @@ func TestHeartbeatDisabled(t *testing.T) {
 // An http.Server's ReadTimeout must not reach into hijacked WebSocket
 // connections: a healthy spark lives longer than it.
 func TestHTTPServerTimeoutsDoNotKillSparks(t *testing.T) {
-	ts := startServer(t, primus.Config{PingInterval: beat}, func(hs *httptest.Server) {
-		hs.Config.ReadTimeout = 2 * beat
-		hs.Config.WriteTimeout = 2 * beat
+	// Heartbeats slow enough for a loaded machine to answer in time, and
+	// timeouts of the http.Server far below the time the spark lives.
+	const ping = 250 * time.Millisecond
+	ts := startServer(t, primus.Config{PingInterval: ping}, func(hs *httptest.Server) {
+		hs.Config.ReadTimeout = 100 * time.Millisecond
+		hs.Config.WriteTimeout = 100 * time.Millisecond
 	})
 	c := ts.dial(t, testkit.DialOptions{AutoPong: true})
 	s := ts.nextSpark(t)
-	waitPings(t, c, 8) // 400ms: twice the timeouts
+	waitPings(t, c, 4) // 1 s: ten times the timeouts
 	c.Send(t, `"primus::id::"`)
 	c.Expect(t, `"primus::id::`+s.ID()+`"`)
 	if r := s.CloseReason(); r != primus.ReasonNone {

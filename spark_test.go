@@ -90,9 +90,14 @@ func TestRequestDetails(t *testing.T) {
 
 func TestTrustForwardedFor(t *testing.T) {
 	ts := startServer(t, primus.Config{TrustForwardedFor: true})
-	ts.dial(t, testkit.DialOptions{Header: http.Header{"X-Forwarded-For": {" 203.0.113.9 , 10.0.0.1"}}})
+	// The proxy appended the last entry; the first is the client's own.
+	ts.dial(t, testkit.DialOptions{Header: http.Header{"X-Forwarded-For": {"10.0.0.1, 203.0.113.9 "}}})
 	if got := ts.nextSpark(t).RemoteAddr(); got != "203.0.113.9" {
 		t.Errorf("RemoteAddr = %q, want 203.0.113.9", got)
+	}
+	ts.dial(t, testkit.DialOptions{Header: http.Header{"X-Forwarded-For": {"10.0.0.1", "198.51.100.7"}}})
+	if got := ts.nextSpark(t).RemoteAddr(); got != "198.51.100.7" {
+		t.Errorf("RemoteAddr with two headers = %q, want 198.51.100.7", got)
 	}
 	ts.dial(t, testkit.DialOptions{})
 	if got := ts.nextSpark(t).RemoteAddr(); got != "127.0.0.1" {

@@ -358,7 +358,8 @@ func TestConnLimits(t *testing.T) {
 	// Behind a proxy, the addresses come from X-Forwarded-For.
 	_, proxied := startApp(t, Options{MaxConnections: 2, MaxConnectionsPerIP: 1, TrustForwardedFor: true})
 	from := func(ip string) testkit.DialOptions {
-		return testkit.DialOptions{Header: http.Header{"X-Forwarded-For": {ip + ", 10.0.0.1"}}}
+		// What the client sent first, what the proxy appended last.
+		return testkit.DialOptions{Header: http.Header{"X-Forwarded-For": {"10.0.0.1, " + ip}}}
 	}
 	for i, ip := range []string{"192.0.2.1", "192.0.2.2"} {
 		if _, _, err := tryDial(t, proxied.URL+"/primus", from(ip)); err != nil {
