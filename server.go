@@ -235,6 +235,11 @@ func (srv *Server) releaseLimit(remoteAddr string) {
 	}
 }
 
+// ClientAddr is the address of the client of r as a spark's RemoteAddr
+// would be (see Config.TrustForwardedFor), for limits of the application's
+// own routes.
+func (srv *Server) ClientAddr(r *http.Request) string { return srv.remoteAddr(r) }
+
 func (srv *Server) remoteAddr(r *http.Request) string {
 	if srv.cfg.TrustForwardedFor {
 		// The last entry: the proxy in front appended it. Earlier entries

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,9 @@ type App struct {
 	metrics  *metrics
 	limits   limits        // of the lists in commands and API requests
 	api      chan struct{} // a slot per /api request in progress
+	origin   func(*http.Request) bool
+	apiMu    sync.Mutex
+	apiByIP  map[string]int // /api requests in progress per client address
 	draining atomic.Bool
 }
 
@@ -80,7 +84,9 @@ func New(opts Options) (*App, error) {
 			join:    listBound(opts.MaxRoomsPerSpark),
 			publish: listBound(opts.MaxPublishRooms),
 			except:  listBound(opts.MaxExceptIDs),
-		}}
+		},
+		origin:  primus.AllowOrigins(opts.AllowedOrigins...),
+		apiByIP: make(map[string]int)}
 	pathname := opts.Pathname
 	if pathname == "" {
 		pathname = "/primus"
@@ -97,7 +103,7 @@ func New(opts Options) (*App, error) {
 		TrustForwardedFor:   opts.TrustForwardedFor,
 		MessageRate:         opts.MessageRate,
 		MessageBurst:        opts.MessageBurst,
-		CheckOrigin:         primus.AllowOrigins(opts.AllowedOrigins...),
+		CheckOrigin:         a.origin,
 		Broker:              opts.Broker,
 		NodeID:              nodeID(opts.Broker),
 		Logger:              opts.Logger,
@@ -166,25 +172,50 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// apiRoute guards an /api handler: the API key, when set, and a bound on
-// the requests in progress (each may hold a body of up to MaxLength).
+// apiRoute guards an /api handler: browser origins as for WebSockets
+// (a page elsewhere must not publish through a visitor's browser), the
+// API key when set, and bounds on the requests in progress, in all and per
+// client address (each may hold a body of up to MaxLength for the read
+// timeout: one client must not take every slot).
 func (a *App) apiRoute(next http.HandlerFunc) http.HandlerFunc {
 	want := []byte("Bearer " + a.opts.APIKey)
+	perIP := max(1, cap(a.api)/4)
 	return func(w http.ResponseWriter, r *http.Request) {
+		if !a.origin(r) {
+			writeError(w, http.StatusForbidden, "origin not allowed")
+			return
+		}
 		if a.opts.APIKey != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="primus"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong API key (Authorization: Bearer <key>)")
 			return
 		}
-		select {
-		case a.api <- struct{}{}:
-			defer func() { <-a.api }()
-		default:
+		ip := a.Primus.ClientAddr(r)
+		a.apiMu.Lock()
+		busy := a.apiByIP[ip] >= perIP
+		if !busy {
+			select {
+			case a.api <- struct{}{}:
+				a.apiByIP[ip]++
+			default:
+				busy = true
+			}
+		}
+		a.apiMu.Unlock()
+		if busy {
 			a.metrics.apiBusy.Inc()
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, "too many API requests in progress; retry")
 			return
 		}
+		defer func() {
+			a.apiMu.Lock()
+			if a.apiByIP[ip]--; a.apiByIP[ip] == 0 {
+				delete(a.apiByIP, ip)
+			}
+			<-a.api
+			a.apiMu.Unlock()
+		}()
 		next(w, r)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -543,5 +545,66 @@ func TestReadyzWithoutBroker(t *testing.T) {
 	}
 	if err := m.stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// postFrom posts body with extra headers.
+func postFrom(t *testing.T, url string, h http.Header, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	maps.Copy(req.Header, h)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// One client address cannot take every /api slot with stalled bodies: it
+// gets a quarter of them; others are still served.
+func TestAPIRequestsPerAddress(t *testing.T) {
+	_, ts := startApp(t, Options{MaxAPIRequests: 8, TrustForwardedFor: true})
+	from := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
+	for range 2 { // 8 / 4 slots for one address
+		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.Write([]byte("POST /api/publish HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.1\r\nContent-Length: 100\r\n\r\n{\"room\":\"a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var code int
+	var body string
+	if !testkit.Eventually(testkit.Timeout, func() bool { // until both stalled requests hold their slots
+		code, body = postFrom(t, ts.URL+"/api/publish", from("192.0.2.1"), `{"room":"r","data":1}`)
+		return code == http.StatusServiceUnavailable
+	}) {
+		t.Fatalf("a third request from the address: %d %s, want 503", code, body)
+	}
+	if code, body := postFrom(t, ts.URL+"/api/publish", from("192.0.2.2"), `{"room":"r","data":1}`); code != 200 {
+		t.Fatalf("another address: %d %s", code, body)
+	}
+}
+
+// A page on another origin cannot publish through a visitor's browser.
+func TestAPIOrigins(t *testing.T) {
+	_, ts := startApp(t, Options{AllowedOrigins: []string{"https://app.example.com"}})
+	for origin, want := range map[string]int{
+		"":                        200, // not a browser
+		ts.URL:                    200, // same host
+		"https://app.example.com": 200,
+		"https://evil.example":    403,
+	} {
+		h := http.Header{"Content-Type": {"text/plain"}}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		if code, body := postFrom(t, ts.URL+"/api/publish", h, `{"rooms":["news"],"data":"x"}`); code != want {
+			t.Errorf("Origin %q: %d %s, want %d", origin, code, body, want)
+		}
 	}
 }
