@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,7 +43,7 @@ type Broker struct {
 	nodeChannel   string // "<channel>:node:<id>" (probes)
 	compatChannel string // compat: "<channel>.<id>", where this node publishes
 	compatPattern string // compat: "<channel>.*"
-	probePrefix   string
+	probePrefix   string // "primus-probe:<random>:": others cannot answer our probes
 
 	client atomic.Pointer[redisClient]
 
@@ -118,7 +119,7 @@ func New(cfg Config) (*Broker, error) {
 		nodeChannel:   cfg.Channel + ":node:" + cfg.NodeID,
 		compatChannel: cfg.Channel + "." + cfg.NodeID,
 		compatPattern: cfg.Channel + ".*",
-		probePrefix:   "primus-probe:",
+		probePrefix:   "primus-probe:" + strconv.FormatUint(rand.Uint64(), 36) + ":",
 		rooms:         make(map[string]*roomState),
 		toSub:         make(map[string]struct{}),
 		unwanted:      make(map[string]time.Time),
@@ -405,7 +406,8 @@ func (b *Broker) onMessage(m rueidis.PubSubMessage) {
 	b.lastRecv.Store(int64(b.clock.Now().Sub(b.epoch)))
 	if m.Channel == b.nodeChannel {
 		if seq, ok := strings.CutPrefix(m.Message, b.probePrefix); ok {
-			if n, err := strconv.ParseUint(seq, 10, 64); err == nil && n > b.probeAcked.Load() {
+			// Only a probe this broker sent counts (n <= probeSeq).
+			if n, err := strconv.ParseUint(seq, 10, 64); err == nil && n > b.probeAcked.Load() && n <= b.probeSeq.Load() {
 				b.probeAcked.Store(n)
 			}
 		}

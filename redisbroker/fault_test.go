@@ -476,3 +476,29 @@ func slicesEqual(a, b []string) bool {
 	}
 	return true
 }
+
+// A publisher on Redis cannot answer a node's probes for it: an ack for a
+// probe the node never sent, or without its secret, is ignored, so a
+// silent subscription is still found.
+func TestProbeCannotBeForged(t *testing.T) {
+	srv := redistest.StartServer(t)
+	cfg := testConfig(srv.Addr(), Native, freshChannel())
+	a, recA := startBroker(t, cfg)
+	b, _ := startBroker(t, cfg)
+	a.Subscribe("r")
+	brokertest.AwaitSubscribed(t, b, recA, "r")
+	ch := NodeChannel(cfg.Channel, a.NodeID())
+	srv.Publish(ch, "primus-probe:18446744073709551615")
+	srv.Publish(ch, a.probePrefix+"18446744073709551615") // the secret, but a probe never sent
+	// Messages of one connection are handled in order: once this one is
+	// delivered, the forged acks were seen.
+	if err := b.Publish(context.Background(), &primus.Message{Rooms: []string{"r"}, Data: []byte(`"after"`)}); err != nil {
+		t.Fatal(err)
+	}
+	recA.WaitFor(t, "the message after the forged acks", func(m []*brokertest.Received) bool {
+		return len(m) > 0 && string(m[len(m)-1].Data) == `"after"`
+	})
+	if n := a.probeAcked.Load(); n > a.probeSeq.Load() {
+		t.Fatalf("probeAcked = %d, but only %d probes were sent", n, a.probeSeq.Load())
+	}
+}
