@@ -169,6 +169,11 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if _, ok := tok.Header["crit"]; ok {
 		return nil, invalid(nil, "unsupported crit header")
 	}
+	// The jwt package takes a date written as a string ("exp":"1795..."),
+	// which RFC 7519 does not: a NumericDate is a number.
+	if claim := wrongTypeClaim(tok); claim != "" {
+		return nil, invalid(nil, claim+" claim has the wrong type")
+	}
 	exp := wc.ExpiresAt.Time // present: WithExpirationRequired
 	if !v.now().Before(exp) {
 		return nil, expired(nil) // within the leeway the parser gave exp

@@ -360,6 +360,8 @@ func TestVerifyClaims(t *testing.T) {
 		{"empty sub", map[string]any{"sub": ""}, "missing sub claim"},
 		{"numeric sub", map[string]any{"sub": 42}, "sub claim has the wrong type"},
 		{"string exp", map[string]any{"exp": "tomorrow"}, "exp claim has the wrong type"},
+		{"numeric string exp", map[string]any{"exp": "9999999999"}, "exp claim has the wrong type"},
+		{"numeric string nbf", map[string]any{"nbf": "1"}, "nbf claim has the wrong type"},
 		{"object iss", map[string]any{"iss": map[string]any{}}, "iss claim has the wrong type"},
 		{"string rooms", map[string]any{"rooms": "chat:*"}, "rooms claim must be an array of strings"},
 		{"number in rooms", map[string]any{"rooms": []any{"a", 1}}, "rooms claim must be an array of strings"},
