@@ -17,7 +17,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		// rueidis's cluster client closes the connections a slot-map
 		// refresh made redundant 5 s later, also after Close.
-		goleak.IgnoreTopFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"))
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"))
 }
 
 var prefixSeq atomic.Int64
