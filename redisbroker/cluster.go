@@ -86,8 +86,8 @@ type partition struct {
 	idx        int
 	tag        string
 	slot       int
-	svc        string // "<Channel>:{tag}:svc"
-	roomPrefix string // "<Channel>:{tag}:room:"
+	svc        string        // "<Channel>:{tag}:svc"
+	roomPrefix string        // "<Channel>:{tag}:room:"
 	wake       chan struct{} // room changes to apply (cap 1)
 	retry      chan struct{} // detached: try again now (cap 1)
 	moved      chan struct{} // sunsubscribe of svc on the attached connection (cap 1)
