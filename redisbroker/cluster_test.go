@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,12 +22,13 @@ import (
 // timings.
 func clusterTestConfig(c *redistest.Cluster, channel string) Config {
 	return Config{
-		ClusterAddrs:     c.Addrs(),
-		Channel:          channel,
-		DialTimeout:      time.Second,
-		CommandTimeout:   time.Second,
-		UnsubscribeDelay: 200 * time.Millisecond,
-		MaxBackoff:       500 * time.Millisecond,
+		ClusterAddrs:      c.Addrs(),
+		ClusterPartitions: DefaultClusterPartitions,
+		Channel:           channel,
+		DialTimeout:       time.Second,
+		CommandTimeout:    time.Second,
+		UnsubscribeDelay:  200 * time.Millisecond,
+		MaxBackoff:        500 * time.Millisecond,
 	}
 }
 
@@ -703,4 +707,67 @@ func got(copies []*brokertest.Received, members map[string][]string) map[string]
 		}
 	}
 	return out
+}
+
+// The Pub/Sub traffic of 1000 rooms spreads evenly over three shards: each
+// shard carries within 20 % of a third of the room channels and of the
+// SPUBLISHes (counted by the masters themselves).
+func TestClusterShardDistribution(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterConfig{})
+	cfg := clusterTestConfig(c, freshChannel())
+	a, _ := startBroker(t, cfg)
+	b, _ := startBroker(t, cfg)
+	const rooms = 1000
+	for i := range rooms {
+		a.Subscribe(fmt.Sprintf("room-%d", i))
+	}
+	waitStats(t, a, "every room subscribed", func(s Stats) bool { return s.SubscribedRooms == rooms })
+	shards := c.Shards()
+	spublishes := func(s *redistest.Server) int {
+		v, err := s.Do("INFO", "commandstats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.SplitSeq(fmt.Sprint(v), "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_spublish:calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				return n
+			}
+		}
+		return 0
+	}
+	before := make([]int, len(shards))
+	for i, sh := range shards {
+		before[i] = spublishes(sh.Master)
+	}
+	for i := range rooms {
+		if err := b.Publish(context.Background(), &primus.Message{Rooms: []string{fmt.Sprintf("room-%d", i)}, Data: []byte(`1`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third := float64(rooms) / float64(len(shards))
+	for i, sh := range shards {
+		v, err := sh.Master.Do("PUBSUB", "SHARDCHANNELS", cfg.Channel+":{*}:room:*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		channels := len(v.([]any))
+		pubs := spublishes(sh.Master) - before[i]
+		t.Logf("shard %s (slots %v): %d partitions, %d room channels, %d SPUBLISH (%.1f %% of a third)", sh.Master.Addr(), sh.Slots, partsOn(sh, cfg.ClusterPartitions), channels, pubs, 100*float64(pubs)/third)
+		for what, n := range map[string]int{"room channels": channels, "publishes": pubs} {
+			if dev := math.Abs(float64(n)-third) / third; dev > 0.2 {
+				t.Errorf("shard %s: %d %s, %.0f %% off a third", sh.Master.Addr(), n, what, 100*dev)
+			}
+		}
+	}
+}
+
+func partsOn(sh redistest.ClusterShard, n int) int {
+	k := 0
+	for p := range n {
+		if sh.Owns(partitionSlot(p, n)) {
+			k++
+		}
+	}
+	return k
 }
