@@ -771,3 +771,51 @@ func partsOn(sh redistest.ClusterShard, n int) int {
 	}
 	return k
 }
+
+func TestClusterConfigErrors(t *testing.T) {
+	seeds := []string{"127.0.0.1:7000"}
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{ClusterAddrs: seeds, Mode: Compat}, "primus-redis-rooms has no cluster support"},
+		{Config{ClusterAddrs: seeds, Addr: "127.0.0.1:6380"}, "not several"},
+		{Config{ClusterAddrs: seeds, URL: "redis://127.0.0.1:6380"}, "not several"},
+		{Config{ClusterAddrs: seeds, SentinelAddrs: seeds}, "not several"},
+		{Config{ClusterAddrs: seeds, DB: 2}, "database 0"},
+		{Config{ClusterAddrs: seeds, Channel: "a{b}"}, "without { or }"},
+		{Config{ClusterAddrs: seeds, ClusterPartitions: 20000}, "ClusterPartitions"},
+		{Config{ClusterAddrs: []string{"nope"}}, "cluster address"},
+		{Config{Addr: "127.0.0.1:6380", ClusterPartitions: 8}, "without ClusterAddrs"},
+	} {
+		_, err := New(tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want an error containing %q", tc.cfg, err, tc.want)
+		}
+	}
+	b, err := New(Config{ClusterAddrs: seeds})
+	if err != nil || b.cfg.ClusterPartitions != DefaultClusterPartitions {
+		t.Fatalf("defaults: %v %+v", err, b)
+	}
+}
+
+// Partition tags are stable (other nodes and external publishers compute
+// the same names) and land on the intended, evenly spaced slots.
+func TestPartitionTags(t *testing.T) {
+	for _, n := range []int{1, 3, 32, 1024, numSlots} {
+		tags := partitionTags(n)
+		for i, tag := range tags {
+			if got := redistest.KeySlot("{" + tag + "}"); got != partitionSlot(i, n) {
+				t.Fatalf("n=%d partition %d: tag %q in slot %d, want %d", n, i, tag, got, partitionSlot(i, n))
+			}
+		}
+	}
+	if got := ClusterRoomChannel("primus", 32, "news"); got != "primus:{"+partitionTags(32)[partitionOf("news", 32)]+"}:room:news" {
+		t.Fatalf("ClusterRoomChannel = %s", got)
+	}
+	// Pinned: changing the naming breaks mixed-version deployments.
+	const pinned = "primus:{10563}:room:news"
+	if got := ClusterRoomChannel("primus", 32, "news"); got != pinned {
+		t.Errorf("ClusterRoomChannel(primus, 32, news) = %s, was %s", got, pinned)
+	}
+}
