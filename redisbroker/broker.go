@@ -31,19 +31,24 @@ var (
 	ErrExceptUnsupported = errors.New("redisbroker: compat mode cannot carry except lists")
 )
 
-// Broker is a primus.Broker on Redis Pub/Sub (single instance or Sentinel),
-// in native or compat (primus-redis-rooms 0.3) mode. Create it with New.
+// probeTag starts every probe payload; each broker adds a random secret.
+const probeTag = "primus-probe:"
+
+// Broker is a primus.Broker on Redis Pub/Sub (single instance, Sentinel, or
+// Redis Cluster with sharded Pub/Sub), in native or compat
+// (primus-redis-rooms 0.3) mode. Create it with New.
 type Broker struct {
 	cfg           Config
 	log           *slog.Logger
 	opt           rueidis.ClientOption
 	sentinel      bool
-	roomPrefix    string // native: "<channel>:room:"
-	multiChannel  string // native: "<channel>:rooms", every node hears it
-	nodeChannel   string // "<channel>:node:<id>" (probes)
-	compatChannel string // compat: "<channel>.<id>", where this node publishes
-	compatPattern string // compat: "<channel>.*"
-	probePrefix   string // "primus-probe:<random>:": others cannot answer our probes
+	roomPrefix    string   // native: "<channel>:room:"
+	multiChannel  string   // native: "<channel>:rooms", every node hears it
+	nodeChannel   string   // "<channel>:node:<id>" (probes)
+	compatChannel string   // compat: "<channel>.<id>", where this node publishes
+	compatPattern string   // compat: "<channel>.*"
+	probePrefix   string   // "primus-probe:<random>:": others cannot answer our probes
+	cl            *cluster // cluster mode only
 
 	client atomic.Pointer[redisClient]
 
@@ -119,7 +124,7 @@ func New(cfg Config) (*Broker, error) {
 		nodeChannel:   cfg.Channel + ":node:" + cfg.NodeID,
 		compatChannel: cfg.Channel + "." + cfg.NodeID,
 		compatPattern: cfg.Channel + ".*",
-		probePrefix:   "primus-probe:" + strconv.FormatUint(rand.Uint64(), 36) + ":",
+		probePrefix:   probeTag + strconv.FormatUint(rand.Uint64(), 36) + ":",
 		rooms:         make(map[string]*roomState),
 		toSub:         make(map[string]struct{}),
 		unwanted:      make(map[string]time.Time),
@@ -133,6 +138,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	for i := range b.queues {
 		b.queues[i] = make(chan inbound, cfg.QueueSize)
+	}
+	if len(cfg.ClusterAddrs) > 0 {
+		b.cl = newCluster(b)
 	}
 	return b, nil
 }
@@ -187,6 +195,9 @@ func (b *Broker) Close() error {
 		b.mu.Unlock()
 		close(b.done)
 		b.wg.Wait()
+		if b.cl != nil {
+			b.cl.closeAll()
+		}
 		if cb := b.client.Swap(nil); cb != nil {
 			cb.c.Close()
 		}
@@ -213,6 +224,16 @@ func (b *Broker) Subscribe(room string) {
 	if b.cfg.Mode == Compat {
 		return
 	}
+	if b.cl != nil {
+		p := b.cl.partOf(room)
+		p.rooms[room] = st
+		delete(p.unwanted, room)
+		if !st.subscribed {
+			p.toSub[room] = struct{}{}
+			poke(p.wake)
+		}
+		return
+	}
 	delete(b.unwanted, room)
 	if !st.subscribed {
 		b.toSub[room] = struct{}{}
@@ -232,6 +253,20 @@ func (b *Broker) Unsubscribe(room string) {
 	}
 	st.wanted = false
 	b.hosted--
+	if b.cl != nil {
+		p := b.cl.partOf(room)
+		if !st.subscribed {
+			delete(b.rooms, room)
+			delete(p.rooms, room)
+			delete(p.toSub, room)
+			return
+		}
+		p.unwanted[room] = b.clock.Now()
+		if b.cfg.UnsubscribeDelay == 0 {
+			poke(p.wake)
+		}
+		return
+	}
 	if b.cfg.Mode == Compat || !st.subscribed {
 		delete(b.rooms, room)
 		delete(b.toSub, room)
@@ -314,7 +349,21 @@ func (b *Broker) publish(ctx context.Context, m *primus.Message) error {
 			return ErrTooLarge
 		}
 		payload := rueidis.BinaryString(AppendEnvelope(make([]byte, 0, size), &em))
-		if len(rooms) > 1 && len(rooms)*size > fanoutBudget {
+		if b.cl != nil {
+			// Sharded: a room's channel lives on the shard of its
+			// partition's slot; a write over the budget goes once on the
+			// service channel of its first room's partition, which every
+			// node subscribes to.
+			if len(rooms) > 1 && len(rooms)*size > fanoutBudget {
+				broadcast = true
+				cmds = append(cmds, c.B().Spublish().Channel(b.cl.partOf(rooms[0]).svc).Message(payload).Build())
+			} else {
+				cmds = make(rueidis.Commands, 0, len(rooms))
+				for _, r := range rooms {
+					cmds = append(cmds, c.B().Spublish().Channel(b.cl.partOf(r).roomPrefix+r).Message(payload).Build())
+				}
+			}
+		} else if len(rooms) > 1 && len(rooms)*size > fanoutBudget {
 			broadcast = true
 			cmds = append(cmds, c.B().Publish().Channel(b.multiChannel).Message(payload).Build())
 		} else {
@@ -426,12 +475,40 @@ func (b *Broker) onMessage(m rueidis.PubSubMessage) {
 		b.queueToAll(m.Message)
 		return
 	}
-	q := b.queues[b.queueIndex(m.Channel)]
+	b.enqueue(m.Channel, m.Message)
+}
+
+// enqueue hands a room channel's message to its worker without blocking.
+func (b *Broker) enqueue(channel, payload string) {
+	if b.closing.Load() {
+		return
+	}
+	if len(payload) > b.cfg.MaxPayload {
+		b.stats.oversized.Add(1)
+		return
+	}
+	q := b.queues[b.queueIndex(channel)]
 	select {
-	case q <- inbound{channel: m.Channel, payload: m.Message}:
+	case q <- inbound{channel: channel, payload: payload}:
 	default:
 		b.stats.dropped.Add(1)
 	}
+}
+
+// roomChannel is the native channel of room.
+func (b *Broker) roomChannel(room string) string {
+	if b.cl != nil {
+		return b.cl.partOf(room).roomPrefix + room
+	}
+	return b.roomPrefix + room
+}
+
+// roomOf is the room of a native room channel.
+func (b *Broker) roomOf(channel string) (string, bool) {
+	if b.cl != nil {
+		return b.cl.roomOf(channel)
+	}
+	return strings.CutPrefix(channel, b.roomPrefix)
 }
 
 // queueIndex is the worker queue of channel: one per channel keeps each
@@ -470,7 +547,7 @@ type delivery struct {
 }
 
 func (b *Broker) handleNative(in inbound) {
-	room, ok := strings.CutPrefix(in.channel, b.roomPrefix)
+	room, ok := b.roomOf(in.channel)
 	if !ok {
 		b.stats.ignored.Add(1)
 		return

@@ -62,12 +62,14 @@ const (
 	DefaultMaxPayload       = 16 << 20
 	DefaultMaxBackoff       = 1 * time.Second
 	DefaultSentinelRefresh  = 2 * time.Second
+	// DefaultClusterPartitions is the default Config.ClusterPartitions.
+	DefaultClusterPartitions = 32
 	// subscribeBatch is the number of channels per SUBSCRIBE/UNSUBSCRIBE command.
 	subscribeBatch = 512
 )
 
-// Config configures a Broker. Only one of URL or Addr (or SentinelAddrs) is
-// needed; every other field has a working default.
+// Config configures a Broker. One of URL or Addr, SentinelAddrs, or
+// ClusterAddrs is needed; every other field has a working default.
 type Config struct {
 	// URL is a redis:// or rediss:// URL (user, password, host:port, /db,
 	// and the query parameters rueidis.ParseURL understands). Fields set
@@ -97,6 +99,21 @@ type Config struct {
 	// SentinelRefresh is how often the master address is re-checked with
 	// the sentinels besides reacting to +switch-master (default 2s).
 	SentinelRefresh time.Duration
+
+	// ClusterAddrs are host:port seed addresses of a Redis Cluster (Redis
+	// >= 7.0; a few are enough, the others are discovered). When set, room
+	// channels are sharded channels (SSUBSCRIBE/SPUBLISH) spread over the
+	// cluster's shards, and the broker follows failovers and slot
+	// migrations by itself (see the package documentation). Native mode
+	// only; URL, Addr and SentinelAddrs must then be empty, DB 0.
+	ClusterAddrs []string
+	// ClusterPartitions is the number of partitions the rooms are spread
+	// over in cluster mode (default 32, at most 16384): each partition's
+	// channels share one hash slot, so a node subscribes them in batches
+	// and a slot migration moves a whole partition. More partitions spread
+	// rooms more evenly over more shards; every node of a deployment, and
+	// every external publisher, must use the same value.
+	ClusterPartitions int
 
 	// Mode is Native (zero value) or Compat.
 	Mode Mode
@@ -159,8 +176,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Mode != Native && c.Mode != Compat {
 		return c, fmt.Errorf("redisbroker: invalid mode %d", int(c.Mode))
 	}
-	if len(c.SentinelAddrs) == 0 && c.URL == "" && c.Addr == "" {
-		return c, errors.New("redisbroker: one of URL, Addr or SentinelAddrs is required")
+	if len(c.ClusterAddrs) > 0 {
+		if err := c.validateCluster(); err != nil {
+			return c, err
+		}
+	} else if c.ClusterPartitions != 0 {
+		return c, errors.New("redisbroker: ClusterPartitions without ClusterAddrs")
+	}
+	if len(c.SentinelAddrs) == 0 && len(c.ClusterAddrs) == 0 && c.URL == "" && c.Addr == "" {
+		return c, errors.New("redisbroker: one of URL, Addr, SentinelAddrs or ClusterAddrs is required")
 	}
 	if c.URL != "" && c.Addr != "" {
 		return c, errors.New("redisbroker: set URL or Addr, not both")
@@ -228,12 +252,40 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// validateCluster checks a cluster-mode configuration and sets its
+// defaults.
+func (c *Config) validateCluster() error {
+	switch {
+	case c.Mode == Compat:
+		return errors.New("redisbroker: compat mode cannot use a Redis Cluster: primus-redis-rooms has no cluster support (its Redis client talks to one Redis, and its pattern subscription cannot be sharded); use native mode with ClusterAddrs, or compat mode with a single Redis or Sentinel")
+	case c.URL != "" || c.Addr != "" || len(c.SentinelAddrs) > 0:
+		return errors.New("redisbroker: set one of URL/Addr, SentinelAddrs or ClusterAddrs, not several")
+	case c.DB != 0:
+		return fmt.Errorf("redisbroker: DB %d: a Redis Cluster only has database 0", c.DB)
+	case strings.ContainsAny(c.Channel, "{}"):
+		return fmt.Errorf("redisbroker: Channel %q: cluster mode needs a channel prefix without { or } (the room channels' hash tags follow it)", c.Channel)
+	case c.ClusterPartitions < 0 || c.ClusterPartitions > numSlots:
+		return fmt.Errorf("redisbroker: ClusterPartitions %d: want 1..%d", c.ClusterPartitions, numSlots)
+	}
+	for _, a := range c.ClusterAddrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("redisbroker: cluster address %q: %w", a, err)
+		}
+	}
+	if c.ClusterPartitions == 0 {
+		c.ClusterPartitions = DefaultClusterPartitions
+	}
+	return nil
+}
+
 // clientOption builds the rueidis options. Retries are disabled: a PUBLISH
 // retried after a lost reply could be delivered twice, and the broker does
 // its own reconnecting.
 func (c Config) clientOption() (rueidis.ClientOption, error) {
 	var opt rueidis.ClientOption
-	if len(c.SentinelAddrs) > 0 {
+	if len(c.ClusterAddrs) > 0 {
+		opt.InitAddress = append([]string(nil), c.ClusterAddrs...)
+	} else if len(c.SentinelAddrs) > 0 {
 		opt.InitAddress = append([]string(nil), c.SentinelAddrs...)
 		opt.Sentinel = rueidis.SentinelOption{
 			MasterSet:               c.SentinelMaster,
@@ -270,7 +322,7 @@ func (c Config) clientOption() (rueidis.ClientOption, error) {
 	opt.ConnWriteTimeout = max(2*c.CommandTimeout, 2*time.Second)
 	opt.DisableCache = true
 	opt.DisableRetry = true
-	opt.ForceSingleClient = len(c.SentinelAddrs) == 0
+	opt.ForceSingleClient = len(c.SentinelAddrs) == 0 && len(c.ClusterAddrs) == 0
 	opt.ClientName = clientName(c.NodeID)
 	return opt, nil
 }

@@ -117,6 +117,26 @@
 // connection loop applies it in batches, and a room is unsubscribed lazily,
 // UnsubscribeDelay after its last member left, unless it was joined again.
 //
+// # Redis Cluster
+//
+// With Config.ClusterAddrs, native mode runs on a Redis Cluster (Redis >=
+// 7.0) with sharded Pub/Sub: rooms are spread over ClusterPartitions
+// partitions (default 32), each pinned to one hash slot by a hash tag,
+//
+//	<Channel>:{<tag>}:room:<room>
+//	<Channel>:{<tag>}:svc
+//
+// (see ClusterRoomChannel). A node keeps one subscription connection per
+// shard, shared by that shard's partitions, subscribes each partition's
+// service channel and then its rooms in batches, and follows failovers
+// (the connection breaks: retry with backoff, woken as soon as the slot
+// map shows the promoted replica), slot migrations (Redis's unsolicited
+// sunsubscribe of the service channel) and MOVED replies by itself. Each
+// shard connection has its own idle probe, on a service channel that shard
+// owns. Writes go out with SPUBLISH; a multi-room write over the fan-out
+// budget goes once on a service channel, which every node subscribes to.
+// Stats.Shards reports every shard. Compat mode cannot use a cluster.
+//
 // See docs/redis.md in the repository for the envelope by example,
 // publishing from other languages, metrics and measured figures.
 package redisbroker

@@ -103,7 +103,7 @@ func (b *Broker) handleBarrier(in inbound) {
 	}
 	if len(br.missed) > 0 {
 		m.Rooms = slices.DeleteFunc(m.Rooms, func(room string) bool {
-			return slices.Contains(br.missed, b.queueIndex(b.roomPrefix+room))
+			return slices.Contains(br.missed, b.queueIndex(b.roomChannel(room)))
 		})
 		if len(m.Rooms) == 0 {
 			return

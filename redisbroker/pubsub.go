@@ -29,6 +29,10 @@ const tick = 100 * time.Millisecond
 func (b *Broker) run() {
 	defer b.wg.Done()
 	bo := backoff{min: 50 * time.Millisecond, max: b.cfg.MaxBackoff}
+	if b.cl != nil {
+		b.runCluster(&bo)
+		return
+	}
 	for !b.closing.Load() {
 		if b.client.Load() == nil {
 			if err := b.connect(); err != nil {
@@ -60,6 +64,24 @@ func (b *Broker) run() {
 	}
 }
 
+// runCluster creates the cluster client (retrying while no seed answers),
+// then runs the partitions until Close.
+func (b *Broker) runCluster(bo *backoff) {
+	for b.client.Load() == nil {
+		if b.closing.Load() {
+			return
+		}
+		if err := b.connect(); err != nil {
+			b.stats.connectErrors.Add(1)
+			b.log.Warn("redis cluster unreachable", "err", err)
+			if !b.sleep(bo.next()) {
+				return
+			}
+		}
+	}
+	b.cl.run()
+}
+
 // connect creates the Redis client. rueidis connects synchronously, and
 // fails, when Redis is unreachable; once created, the client reconnects by
 // itself for ordinary commands.
@@ -68,6 +90,10 @@ func (b *Broker) connect() error {
 	c, err := rueidis.NewClient(b.opt)
 	if err != nil {
 		return err
+	}
+	if b.cl != nil && c.Mode() != rueidis.ClientModeCluster {
+		c.Close()
+		return errNotCluster
 	}
 	if b.closing.Load() {
 		c.Close()

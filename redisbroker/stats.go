@@ -11,7 +11,8 @@ type Stats struct {
 	Mode   string // "native" or "compat"
 	NodeID string
 
-	// Connected is true while the Pub/Sub connection is up and subscribed.
+	// Connected is true while the Pub/Sub connection is up and subscribed
+	// (cluster mode: while at least one shard delivers; see Shards).
 	Connected bool
 	// Rooms is the number of rooms this node hosts (declared by Subscribe).
 	Rooms int
@@ -72,6 +73,27 @@ type Stats struct {
 	// ProbesSent counts idle probes; ProbeFailures those that did not come
 	// back in time (each one rebuilds the Pub/Sub connection).
 	ProbesSent, ProbeFailures uint64
+
+	// Cluster mode only. ClusterShards is the number of shards (masters
+	// owning slots) in the latest slot map; Partitions the number of
+	// partitions and PartitionsUp those subscribed on a live connection;
+	// Shards describes every shard this node subscribes on (and former
+	// masters it did, for their counters), sorted by address.
+	ClusterShards            int
+	Partitions, PartitionsUp int
+	Shards                   []ShardStats
+}
+
+// ShardsDown lists the current shards whose partitions are not all
+// subscribed (cluster mode).
+func (s Stats) ShardsDown() []string {
+	var down []string
+	for _, sh := range s.Shards {
+		if sh.Current && !sh.Up {
+			down = append(down, sh.Addr)
+		}
+	}
+	return down
 }
 
 type counters struct {
@@ -124,5 +146,15 @@ func (b *Broker) Stats() Stats {
 		s.SubscribedRooms = int(c.subscribedRooms.Load())
 	}
 	b.mu.RUnlock()
+	if b.cl != nil {
+		s.SubscribedRooms = b.cl.subscribedRooms()
+		s.Shards, s.ClusterShards, s.Connected = b.cl.stats()
+		s.Partitions = b.cl.n
+		for _, p := range b.cl.parts {
+			if p.attached.Load() {
+				s.PartitionsUp++
+			}
+		}
+	}
 	return s
 }

@@ -1,5 +1,7 @@
 // Package redistest starts real redis-server and redis-sentinel processes on
-// free loopback ports for tests, and stops them when the test ends.
+// free loopback ports for tests, and stops them when the test ends: single
+// servers, Sentinel groups, and Redis Clusters (StartCluster: masters and
+// replicas created with redis-cli --cluster create).
 //
 // The binaries must be on PATH (Debian: apt-get install redis-server
 // redis-sentinel). A missing binary fails the test with a clear message; it
@@ -57,6 +59,7 @@ type Server struct {
 	password  string
 	conf      string // sentinel config file
 	useTLS    bool
+	portFn    func(testing.TB) int // picks a port (default FreePort)
 	clientTLS *tls.Config
 
 	mu     sync.Mutex
@@ -84,7 +87,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		o(s)
 	}
 	if !s.fixedPort {
-		s.port = FreePort(t)
+		s.port = s.freePort(t)
 	}
 	if s.port == 6379 {
 		t.Fatal("redistest: refusing to use port 6379")
@@ -121,6 +124,13 @@ func FreePort(t testing.TB) int {
 	}
 	t.Fatal("redistest: no free port")
 	return 0
+}
+
+func (s *Server) freePort(t testing.TB) int {
+	if s.portFn != nil {
+		return s.portFn(t)
+	}
+	return FreePort(t)
 }
 
 // Addr is host:port.
@@ -180,7 +190,7 @@ func (s *Server) Start() {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		s.port = FreePort(s.t)
+		s.port = s.freePort(s.t)
 	}
 	s.t.Fatalf("redistest: starting %s on %s: %v\n%s", filepath.Base(s.bin), s.Addr(), lastErr, s.logTail())
 }

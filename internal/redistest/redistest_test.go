@@ -173,3 +173,89 @@ func TestTLS(t *testing.T) {
 		t.Fatal("plain-text PING answered on the TLS port")
 	}
 }
+
+func TestKeySlot(t *testing.T) {
+	// Values from the Redis Cluster specification and redis-cli
+	// (CLUSTER KEYSLOT).
+	for key, want := range map[string]int{"foo": 12182, "bar": 5061, "123456789": 12739, "{user1000}.following": 3443, "foo{}{bar}": 8363, "foo{{bar}}zap": 4015} {
+		if got := KeySlot(key); got != want {
+			t.Errorf("KeySlot(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+func TestCluster(t *testing.T) {
+	c := StartCluster(t, ClusterConfig{})
+	if len(c.Nodes()) != 6 {
+		t.Fatalf("%d nodes", len(c.Nodes()))
+	}
+	for _, s := range c.Nodes() {
+		if s.Port() >= 55536 || s.Port() == 6379 {
+			t.Fatalf("port %d", s.Port())
+		}
+	}
+	shards := c.Shards()
+	if len(shards) != 3 {
+		t.Fatalf("%d shards: %+v", len(shards), shards)
+	}
+	for _, sh := range shards {
+		if len(sh.Replicas) != 1 {
+			t.Fatalf("shard %v: %d replicas", sh.Slots, len(sh.Replicas))
+		}
+	}
+	// A key's slot, as computed here, is the one Redis computes.
+	for _, key := range []string{"foo", "room:{7}:x", "bar"} {
+		v, err := shards[0].Master.Do("CLUSTER", "KEYSLOT", key)
+		if err != nil || v != int64(KeySlot(key)) {
+			t.Fatalf("CLUSTER KEYSLOT %s = %v %v, KeySlot %d", key, v, err, KeySlot(key))
+		}
+	}
+	// SPUBLISH is answered by the owner, MOVED elsewhere.
+	slot := KeySlot("ch")
+	owner := c.ShardOf(slot)
+	if _, err := owner.Master.Do("SPUBLISH", "ch", "x"); err != nil {
+		t.Fatalf("SPUBLISH on the owner: %v", err)
+	}
+	other := shards[0]
+	if other.Master == owner.Master {
+		other = shards[1]
+	}
+	if _, err := other.Master.Do("SPUBLISH", "ch", "x"); err == nil || !strings.HasPrefix(err.Error(), "MOVED") {
+		t.Fatalf("SPUBLISH on another master: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Reshard: redis-cli moves the source's lowest slots.
+	first := shards[0].Slots[0][0]
+	if err := c.Reshard(ctx, shards[0].Master, shards[1].Master, 10); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ShardOf(first).Master; got != shards[1].Master {
+		t.Fatalf("slot %d owned by %s after resharding, want %s", first, got.Addr(), shards[1].Master.Addr())
+	}
+
+	// Kill a master: its replica takes over.
+	old := shards[2].Master
+	old.Kill()
+	start := time.Now()
+	nm, err := c.WaitForNewMaster(ctx, old, shards[2].Slots[0][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("replica %s promoted %v after the master was killed (node timeout %v)", nm.Addr(), time.Since(start).Round(time.Millisecond), c.NodeTimeout())
+	if nm != shards[2].Replicas[0] {
+		t.Fatalf("promoted %s, want the replica %s", nm.Addr(), shards[2].Replicas[0].Addr())
+	}
+	// It comes back as a replica of the new master.
+	old.Start()
+	if err := c.WaitHealthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop()
+	for _, s := range c.Nodes() {
+		if s.Running() {
+			t.Fatalf("%s still running after Stop", s.Addr())
+		}
+	}
+}

@@ -264,6 +264,15 @@ func (a *App) handleHealth(w http.ResponseWriter, _ *http.Request) {
 		body["broker"] = "redis unreachable; serving local sparks only"
 		body["status"] = "degraded"
 	}
+	if down := a.shardsDown(); len(down) > 0 {
+		// Redis Cluster: the rooms of these shards miss the other
+		// nodes' writes until they are back; the others are served.
+		body["shards_down"] = down
+		body["status"] = "degraded"
+		if _, ok := body["broker"]; !ok {
+			body["broker"] = "some redis cluster shards unreachable; their rooms get local writes only"
+		}
+	}
 	if a.draining.Load() {
 		body["status"] = "draining"
 	}
@@ -272,7 +281,10 @@ func (a *App) handleHealth(w http.ResponseWriter, _ *http.Request) {
 
 // handleReady is readiness: 503 while the node should get no new clients
 // (draining, or its broker is not connected, so its sparks would miss the
-// other nodes' writes).
+// other nodes' writes). On a Redis Cluster the node stays ready while at
+// least one shard delivers: a shard that is down is down for every node,
+// so moving clients to another node would not help them, while failing
+// every node's readiness would take the whole service out.
 func (a *App) handleReady(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case a.draining.Load():
@@ -282,6 +294,15 @@ func (a *App) handleReady(w http.ResponseWriter, _ *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	}
+}
+
+// shardsDown lists the Redis Cluster shards (master addresses) whose rooms
+// are not subscribed (nil in other modes).
+func (a *App) shardsDown() []string {
+	if rb, ok := a.opts.Broker.(*redisbroker.Broker); ok {
+		return rb.Stats().ShardsDown()
+	}
+	return nil
 }
 
 func (a *App) brokerConnected() bool {

@@ -26,12 +26,10 @@ func newBroker(r RedisFlags, log *slog.Logger) (primus.Broker, error) {
 		Logger:           log,
 	}
 	switch {
+	case r.ClusterAddrs != "":
+		cfg.ClusterAddrs = splitAddrs(r.ClusterAddrs)
 	case r.SentinelAddrs != "":
-		for a := range strings.SplitSeq(r.SentinelAddrs, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				cfg.SentinelAddrs = append(cfg.SentinelAddrs, a)
-			}
-		}
+		cfg.SentinelAddrs = splitAddrs(r.SentinelAddrs)
 	case strings.Contains(r.URL, "://"):
 		cfg.URL = r.URL
 	default:
@@ -42,6 +40,16 @@ func newBroker(r RedisFlags, log *slog.Logger) (primus.Broker, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+func splitAddrs(s string) []string {
+	var out []string
+	for a := range strings.SplitSeq(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // nodeID returns the broker's node id, so that the server and its broker

@@ -70,6 +70,7 @@ type LameDuckFlags struct {
 type RedisFlags struct {
 	URL              string // redis:// or rediss:// URL, or host:port
 	SentinelAddrs    string // comma-separated host:port list
+	ClusterAddrs     string // comma-separated Redis Cluster seed host:port list
 	SentinelMaster   string
 	SentinelUsername string
 	SentinelPassword string
@@ -78,7 +79,9 @@ type RedisFlags struct {
 }
 
 // Enabled reports whether a Redis broker is configured.
-func (r RedisFlags) Enabled() bool { return r.URL != "" || r.SentinelAddrs != "" }
+func (r RedisFlags) Enabled() bool {
+	return r.URL != "" || r.SentinelAddrs != "" || r.ClusterAddrs != ""
+}
 
 // ParseFlags reads flags from args and defaults from getenv. It returns
 // flag.ErrHelp after printing the usage for -h.
@@ -123,6 +126,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Fl
 
 	f.str(&c.Redis.URL, "redis-url", "", "Redis URL (redis://[user:pass@]host:port/db or rediss://...) or host:port; enables the Redis broker")
 	f.str(&c.Redis.SentinelAddrs, "sentinel-addrs", "", "comma-separated Sentinel addresses; enables the Redis broker through Sentinel")
+	f.str(&c.Redis.ClusterAddrs, "redis-cluster-addrs", "", "comma-separated Redis Cluster seed addresses (host:port,...; Redis >= 7): room channels are sharded over the cluster's shards (native mode only); enables the Redis broker")
 	f.str(&c.Redis.SentinelMaster, "sentinel-master", "mymaster", "Sentinel master name")
 	f.str(&c.Redis.SentinelUsername, "sentinel-username", "", "Sentinel ACL user")
 	f.str(&c.Redis.SentinelPassword, "sentinel-password", "", "Sentinel password")
@@ -149,6 +153,10 @@ func (c *Flags) validate() error {
 		return fmt.Errorf("-log-format: want text or json, got %q", c.LogFormat)
 	case c.Redis.Mode != "native" && c.Redis.Mode != "compat":
 		return fmt.Errorf("-redis-mode: want native or compat, got %q", c.Redis.Mode)
+	case c.Redis.sources() > 1:
+		return errors.New("-redis-url, -sentinel-addrs and -redis-cluster-addrs: give one of them, not several")
+	case c.Redis.ClusterAddrs != "" && c.Redis.Mode == "compat":
+		return errors.New("-redis-cluster-addrs with -redis-mode compat: primus-redis-rooms has no Redis Cluster support; use native mode on a cluster")
 	case c.Security.JWTHMACSecret != "" && c.Security.JWTPublicKey != "":
 		return errors.New("-jwt-hmac-secret and -jwt-public-key: give one, not both")
 	case (c.Security.TLSCert == "") != (c.Security.TLSKey == ""):
@@ -164,6 +172,17 @@ func (c *Flags) validate() error {
 		return err
 	}
 	return nil
+}
+
+// sources counts the Redis locations given.
+func (r RedisFlags) sources() int {
+	n := 0
+	for _, s := range []string{r.URL, r.SentinelAddrs, r.ClusterAddrs} {
+		if s != "" {
+			n++
+		}
+	}
+	return n
 }
 
 func parseLevel(s string) (slog.Level, error) {

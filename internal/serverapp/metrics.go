@@ -78,6 +78,9 @@ func newMetrics(a *App) *metrics {
 	counter("primus_reserved_refused_total", `Writes refused, and remote messages dropped, whose data was a "primus::" string.`, func(s primus.Stats) float64 { return float64(s.ReservedRefused) })
 	if rb, ok := a.opts.Broker.(*redisbroker.Broker); ok {
 		m.reg.MustRegister(redisCollector{rb})
+		if rb.Stats().Partitions > 0 {
+			m.reg.MustRegister(shardCollector{rb})
+		}
 	}
 	return m
 }
@@ -171,5 +174,56 @@ func (c redisCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.b.Stats()
 	for _, m := range redisMetrics {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
+	}
+}
+
+// shardCollector exports a Redis Cluster broker's per-shard state; the
+// shard label is the master's host:port (after a failover the promoted
+// replica's address appears, and the old address keeps its counters but
+// no primus_redis_shard_up).
+type shardCollector struct{ b *redisbroker.Broker }
+
+type shardMetric struct {
+	desc    *prometheus.Desc
+	kind    prometheus.ValueType
+	current bool // only for shards the node uses now
+	value   func(redisbroker.ShardStats) float64
+}
+
+var (
+	shardsDesc   = redisDesc("shards", "Shards (masters owning slots) in the Redis Cluster's slot map.")
+	shardMetrics = []shardMetric{
+		{shardDesc("shard_up", "1 while every partition of the shard is subscribed on a live connection."), prometheus.GaugeValue, true, func(s redisbroker.ShardStats) float64 { return oneIfTrue(s.Up) }},
+		{shardDesc("shard_partitions", "Room partitions the shard owns."), prometheus.GaugeValue, true, func(s redisbroker.ShardStats) float64 { return float64(s.Partitions) }},
+		{shardDesc("shard_subscribed_rooms", "Room channels subscribed on the shard."), prometheus.GaugeValue, true, func(s redisbroker.ShardStats) float64 { return float64(s.SubscribedRooms) }},
+		{shardDesc("shard_connects_total", "Subscription connections established to the shard."), prometheus.CounterValue, false, func(s redisbroker.ShardStats) float64 { return float64(s.Connects) }},
+		{shardDesc("shard_connection_losses_total", "Subscription connections to the shard that broke."), prometheus.CounterValue, false, func(s redisbroker.ShardStats) float64 { return float64(s.ConnectionLosses) }},
+		{shardDesc("shard_resubscribes_total", "Partitions subscribed again on the shard (reconnects, failovers, slot moves)."), prometheus.CounterValue, false, func(s redisbroker.ShardStats) float64 { return float64(s.Resubscribes) }},
+		{shardDesc("shard_moved_slots_total", "Partition slots followed to the shard after a migration (sunsubscribe or MOVED)."), prometheus.CounterValue, false, func(s redisbroker.ShardStats) float64 { return float64(s.MovedSlots) }},
+		{shardDesc("shard_probe_failures_total", "Idle probes of the shard connection that did not come back."), prometheus.CounterValue, false, func(s redisbroker.ShardStats) float64 { return float64(s.ProbeFailures) }},
+	}
+)
+
+func shardDesc(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc("primus_redis_"+name, help, []string{"shard"}, nil)
+}
+
+func (c shardCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- shardsDesc
+	for _, m := range shardMetrics {
+		ch <- m.desc
+	}
+}
+
+func (c shardCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.b.Stats()
+	ch <- prometheus.MustNewConstMetric(shardsDesc, prometheus.GaugeValue, float64(st.ClusterShards))
+	for _, sh := range st.Shards {
+		for _, m := range shardMetrics {
+			if m.current && !sh.Current {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(sh), sh.Addr)
+		}
 	}
 }

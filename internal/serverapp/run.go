@@ -225,6 +225,8 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 
 func brokerName(r RedisFlags) string {
 	switch {
+	case r.ClusterAddrs != "":
+		return "redis-cluster/" + r.Mode
 	case r.SentinelAddrs != "":
 		return "redis-sentinel/" + r.Mode
 	case r.URL != "":

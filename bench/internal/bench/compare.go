@@ -139,7 +139,7 @@ func Compare(ctx context.Context, c CompareConfig) error {
 			return err
 		}
 	}
-	if slices.Contains(c.Stacks, "go") {
+	if slices.Contains(c.Stacks, "go") || slices.Contains(c.Stacks, "go-cluster") {
 		e.goBin = filepath.Join(tmp, "primus-server")
 		c.Log("building cmd/primus-server into %s", e.goBin)
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", e.goBin, "./cmd/primus-server")
@@ -276,6 +276,13 @@ func (c *CompareConfig) runOne(ctx context.Context, e *env, sc scenario, stack s
 		case stack == "centrifuge":
 			lc.Path, lc.Channel = PathRedisCentrifuge, centrifugePrefix
 		}
+	}
+	if lc.Path == PathRedisCompat && stack == "go-cluster" {
+		// Straight into a cluster would need the generator to route
+		// SPUBLISH by slot: node 1 publishes instead (HTTP API), and node
+		// 0, which holds the clients, only receives from Redis, as in S4;
+		// compare server-x's CPU.
+		lc.Path, lc.PublishNode = PathHTTP, 1
 	}
 
 	fixed := sc.fixedRate

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -214,6 +215,7 @@ func goHealthy(addr string) error {
 // deployment is Redis and the two nodes of one stack.
 type deployment struct {
 	redis   *server
+	shards  []*server // go-cluster: the other masters of the Redis Cluster
 	nodes   []*server
 	targets []Target
 	redisAt string
@@ -224,7 +226,11 @@ func (d *deployment) procs() []Proc {
 	for i, n := range d.nodes {
 		ps = append(ps, Proc{Name: "server-" + string(rune('x'+i)), Pid: n.pid()})
 	}
-	return append(ps, Proc{Name: "redis", Pid: d.redis.pid()})
+	ps = append(ps, Proc{Name: "redis", Pid: d.redis.pid()})
+	for i, s := range d.shards {
+		ps = append(ps, Proc{Name: "redis-shard" + strconv.Itoa(i+2), Pid: s.pid()})
+	}
+	return ps
 }
 
 func (d *deployment) stop() {
@@ -234,11 +240,14 @@ func (d *deployment) stop() {
 	if d.redis != nil {
 		d.redis.stop()
 	}
+	for _, s := range d.shards {
+		s.stop()
+	}
 }
 
 // alive reports a node or Redis that died.
 func (d *deployment) alive() error {
-	for _, s := range append([]*server{d.redis}, d.nodes...) {
+	for _, s := range append(append([]*server{d.redis}, d.shards...), d.nodes...) {
 		if s != nil && s.exited() {
 			return fmt.Errorf("%s exited: %v\n%s", s.name, s.err, s.tail())
 		}
@@ -281,6 +290,84 @@ func (e *env) startRedis(ctx context.Context, tag string) (*server, string, erro
 	return s, addr, nil
 }
 
+// startCluster starts a Redis Cluster of three masters without replicas
+// (cluster-enabled redis-servers joined with redis-cli --cluster create):
+// the first master, the others, and the seed addresses.
+func (e *env) startCluster(ctx context.Context, tag string) (*server, []*server, string, error) {
+	var all []*server
+	var addrs []string
+	fail := func(err error) (*server, []*server, string, error) {
+		for _, s := range all {
+			s.stop()
+		}
+		return nil, nil, "", err
+	}
+	for i := range 3 {
+		port, err := freeClusterPort()
+		if err != nil {
+			return fail(err)
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		dir := filepath.Join(e.tmp, fmt.Sprintf("%scluster%d-%d", e.logPrefix+tag, i, port))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fail(err)
+		}
+		s, err := startServer(fmt.Sprintf("redis%d", i), dir, e.logPath(fmt.Sprintf("%s-redis%d", tag, i)), nil, nil, e.redisBin,
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--protected-mode", "no", "--daemonize", "no", "--dir", dir,
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		if err != nil {
+			return fail(err)
+		}
+		all = append(all, s)
+		if err := waitFor(ctx, s, 10*time.Second, func() error { return redisPing(addr) }); err != nil {
+			return fail(err)
+		}
+		addrs = append(addrs, addr)
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		return fail(fmt.Errorf("redis-cli is needed for the go-cluster stack: %w", err))
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	if out, err := exec.CommandContext(ctx, cli, append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput(); err != nil {
+		return fail(fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out))
+	}
+	for _, a := range addrs {
+		if err := waitFor(ctx, all[0], 15*time.Second, func() error {
+			out, err := exec.CommandContext(ctx, cli, "-h", "127.0.0.1", "-p", a[strings.LastIndexByte(a, ':')+1:], "cluster", "info").Output()
+			if err != nil || !bytes.Contains(out, []byte("cluster_state:ok")) {
+				return fmt.Errorf("%s: cluster not ok yet", a)
+			}
+			return nil
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	return all[0], all[1:], strings.Join(addrs, ","), nil
+}
+
+// freeClusterPort returns a free loopback port below 55536 whose cluster
+// bus port (+10000) is free too.
+func freeClusterPort() (int, error) {
+	for range 200 {
+		port := 20000 + rand.IntN(35000)
+		ok := true
+		for _, p := range []int{port, port + 10000} {
+			ln, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				break
+			}
+			ln.Close()
+		}
+		if ok {
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free cluster port pair")
+}
+
 func (e *env) logPath(tag string) string {
 	return e.tmp + "/" + e.logPrefix + tag + ".log"
 }
@@ -293,7 +380,13 @@ func (e *env) deploy(ctx context.Context, stack, tag string) (*deployment, error
 	if err != nil {
 		return nil, err
 	}
-	if d.redis, d.redisAt, err = e.startRedis(ctx, tag); err != nil {
+	var seeds string
+	if stack == "go-cluster" {
+		if d.redis, d.shards, seeds, err = e.startCluster(ctx, tag); err != nil {
+			return nil, err
+		}
+		d.redisAt = seeds[:strings.IndexByte(seeds+",", ',')]
+	} else if d.redis, d.redisAt, err = e.startRedis(ctx, tag); err != nil {
 		return nil, err
 	}
 	_, rport, _ := net.SplitHostPort(d.redisAt)
@@ -307,12 +400,17 @@ func (e *env) deploy(ctx context.Context, stack, tag string) (*deployment, error
 		name := fmt.Sprintf("%s-node%d", stack, i)
 		var s *server
 		switch stack {
-		case "go":
+		case "go", "go-cluster":
 			argv := []string{e.goBin}
 			if e.profileDir != "" {
 				argv = []string{e.self, "serve", "-cpuprofile", filepath.Join(e.profileDir, e.logPrefix+tag+"-"+name+".prof"), "--"}
 			}
-			argv = append(argv, "-addr", addr, "-redis-url", d.redisAt, "-redis-mode", e.goRedis,
+			if stack == "go-cluster" {
+				argv = append(argv, "-redis-cluster-addrs", seeds)
+			} else {
+				argv = append(argv, "-redis-url", d.redisAt, "-redis-mode", e.goRedis)
+			}
+			argv = append(argv, "-addr", addr,
 				"-ping-interval", strconv.Itoa(e.pingMs)+"ms", "-log-level", "warn", "-shutdown-timeout", "3s",
 				"-lame-duck-delay", "0s", "-lame-duck-duration", "0s")
 			s, err = startServer(name, e.repo, e.logPath(tag+"-"+name), nil, nil, argv...)
