@@ -48,6 +48,19 @@ type Config struct {
 	// no bound). Longer names, empty names and names that are not valid
 	// UTF-8 are refused with ErrInvalidRoom.
 	MaxRoomNameLength int
+	// Wildcards makes a room name that holds '*' a pattern, as primus-rooms
+	// does by default: a write to room r also reaches the members of every
+	// joined pattern that matches r (each spark once, Except honoured, on
+	// every node). '*' matches any run of characters; every other
+	// character is literal (unlike primus-rooms' unescaped regular
+	// expressions). Joining a pattern is a join like any other (limits,
+	// grants). The broker must be a PatternBroker.
+	Wildcards bool
+	// MaxPatterns bounds the distinct pattern rooms with local members
+	// (default 1000; negative: no bound): every write is matched against
+	// each of them. A Join that would add one more fails with
+	// ErrTooManyRooms.
+	MaxPatterns int
 	// MaxConnections bounds the open sparks of this server (0: no bound);
 	// upgrades over it are answered 503.
 	MaxConnections int
@@ -131,6 +144,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRoomsPerSpark == 0 {
 		c.MaxRoomsPerSpark = 1000
+	}
+	if c.MaxPatterns == 0 {
+		c.MaxPatterns = 1000
 	}
 	if c.MaxRoomNameLength == 0 {
 		c.MaxRoomNameLength = 256

@@ -3,6 +3,8 @@ package primus
 import (
 	"context"
 	"sync"
+
+	"github.com/primusgo/primus/internal/glob"
 )
 
 // MemoryHub connects MemoryBrokers in one process: every broker made by the
@@ -47,11 +49,12 @@ type MemoryBroker struct {
 	// roomsMu guards rooms. It must not be mu: the server calls Subscribe
 	// and Unsubscribe under a room index lock, and handler calls (under mu)
 	// take room index locks, so sharing one lock deadlocks.
-	roomsMu sync.Mutex
-	rooms   map[string]struct{}
+	roomsMu  sync.Mutex
+	rooms    map[string]struct{}
+	patterns map[string]glob.Pattern
 }
 
-var _ Broker = (*MemoryBroker)(nil)
+var _ PatternBroker = (*MemoryBroker)(nil)
 
 // Start implements Broker.
 func (b *MemoryBroker) Start(h BrokerHandler) error {
@@ -102,8 +105,33 @@ func (b *MemoryBroker) hostsAny(rooms []string) bool {
 		if _, ok := b.rooms[r]; ok {
 			return true
 		}
+		for _, p := range b.patterns {
+			if p.Match(r) {
+				return true
+			}
+		}
 	}
 	return false
+}
+
+// EnablePatterns implements PatternBroker.
+func (b *MemoryBroker) EnablePatterns() error { return nil }
+
+// SubscribePattern implements PatternBroker.
+func (b *MemoryBroker) SubscribePattern(pattern string) {
+	b.roomsMu.Lock()
+	if b.patterns == nil {
+		b.patterns = make(map[string]glob.Pattern)
+	}
+	b.patterns[pattern] = glob.Compile(pattern)
+	b.roomsMu.Unlock()
+}
+
+// UnsubscribePattern implements PatternBroker.
+func (b *MemoryBroker) UnsubscribePattern(pattern string) {
+	b.roomsMu.Lock()
+	delete(b.patterns, pattern)
+	b.roomsMu.Unlock()
 }
 
 // Subscribe implements Broker.

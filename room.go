@@ -177,6 +177,8 @@ const smallRoom = 4
 func (srv *Server) deliverLocal(rooms, skip, except []string, frame []byte) int {
 	excluded := exceptFunc(except)
 	n := 0
+	// Members of joined patterns that match a room are its members too.
+	rooms, skip = srv.index.patterns.expand(rooms), srv.index.patterns.expand(skip)
 	if len(rooms) == 1 && len(skip) == 0 {
 		// A small room (a chat between a few): its members are written at
 		// once on this goroutine when their writers are idle, outside the

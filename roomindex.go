@@ -12,6 +12,12 @@ type roomIndex struct {
 	seed   maphash.Seed
 	shards [64]roomShard
 	broker Broker
+
+	// With wildcard rooms, pattern rooms are rooms too (members, events,
+	// limits), and also listed in patterns; their broker is pb.
+	wildcards bool
+	pb        PatternBroker
+	patterns  patternSet
 }
 
 type roomShard struct {
@@ -49,7 +55,12 @@ func (ix *roomIndex) add(room string, s *Spark) bool {
 	if created {
 		m = &members{pos: make(map[*Spark]int, 1)}
 		sh.rooms[room] = m
-		ix.broker.Subscribe(room)
+		if ix.wildcards && IsPattern(room) {
+			ix.patterns.add(room)
+			ix.pb.SubscribePattern(room)
+		} else {
+			ix.broker.Subscribe(room)
+		}
 	}
 	if _, ok := m.pos[s]; !ok {
 		m.pos[s] = len(m.sparks)
@@ -84,7 +95,12 @@ func (ix *roomIndex) remove(room string, s *Spark) {
 	delete(m.pos, s)
 	if len(m.sparks) == 0 {
 		delete(sh.rooms, room)
-		ix.broker.Unsubscribe(room)
+		if ix.wildcards && IsPattern(room) {
+			ix.patterns.remove(room)
+			ix.pb.UnsubscribePattern(room)
+		} else {
+			ix.broker.Unsubscribe(room)
+		}
 	} else if cap(m.sparks) > 64 && len(m.sparks) < cap(m.sparks)/4 {
 		m.sparks = append([]*Spark(nil), m.sparks...) // give memory back after churn
 	}

@@ -69,6 +69,16 @@ func New(cfg Config) (*Server, error) {
 	for i := range srv.sparks {
 		srv.sparks[i].sparks = make(map[string]*Spark)
 	}
+	if cfg.Wildcards {
+		pb, ok := cfg.Broker.(PatternBroker)
+		if !ok {
+			return nil, fmt.Errorf("primus: wildcard rooms need a PatternBroker; %T is not one", cfg.Broker)
+		}
+		if err := pb.EnablePatterns(); err != nil {
+			return nil, fmt.Errorf("primus: wildcard rooms: %w", err)
+		}
+		srv.index.wildcards, srv.index.pb = true, pb
+	}
 	if err := srv.broker.Start(BrokerHandlerFunc(srv.deliverRemote)); err != nil {
 		return nil, fmt.Errorf("primus: starting broker: %w", err)
 	}

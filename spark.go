@@ -188,6 +188,10 @@ func (s *Spark) Join(rooms ...string) error {
 		s.mu.Unlock()
 		return ErrSparkClosed
 	}
+	if err := s.srv.checkPatterns(rooms); err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	if limit := s.srv.cfg.MaxRoomsPerSpark; limit > 0 && len(s.rooms)+len(rooms) > limit {
 		n := len(s.rooms)
 		for _, r := range rooms {
