@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/primusgo/primus"
+	"github.com/primusgo/primus/internal/glob"
 	"github.com/redis/rueidis"
 )
 
@@ -58,8 +59,12 @@ type Broker struct {
 	toSub    map[string]struct{}  // native: wanted rooms not yet subscribed
 	unwanted map[string]time.Time // native: rooms left, still subscribed, since when
 	hosted   int                  // rooms with wanted == true
-	handler  primus.BrokerHandler
-	started  bool
+	// patterns are the wanted pattern rooms (primus.Config.Wildcards),
+	// compiled; they are in rooms too.
+	patterns   map[string]glob.Pattern
+	patternsOn bool
+	handler    primus.BrokerHandler
+	started    bool
 
 	wake        chan struct{} // the connection loop applies subscriptions now
 	attempted   chan struct{} // closed when the first connection attempt is over
@@ -89,6 +94,8 @@ type Broker struct {
 type redisClient struct{ c rueidis.Client }
 
 type roomState struct {
+	// A room or, with patterns on, a pattern room (a name with '*'),
+	// subscribed with PSUBSCRIBE.
 	wanted     bool // the server declared local members
 	subscribed bool // native: SUBSCRIBEd (or being) on the current connection
 }
@@ -97,6 +104,7 @@ type roomState struct {
 // share of a multi-room-channel message (barrier set).
 type inbound struct {
 	channel, payload string
+	pattern          string // the Redis pattern a pmessage matched, if any
 	barrier          *barrier
 	lead             bool // this worker delivers the barrier's message
 }
@@ -475,11 +483,20 @@ func (b *Broker) onMessage(m rueidis.PubSubMessage) {
 		b.queueToAll(m.Message)
 		return
 	}
+	if m.Pattern != "" && b.cfg.Mode == Native {
+		b.enqueuePattern(m.Channel, m.Pattern, m.Message)
+		return
+	}
 	b.enqueue(m.Channel, m.Message)
 }
 
 // enqueue hands a room channel's message to its worker without blocking.
-func (b *Broker) enqueue(channel, payload string) {
+func (b *Broker) enqueue(channel, payload string) { b.enqueuePattern(channel, "", payload) }
+
+// enqueuePattern is enqueue for a message that matched pattern ("" for
+// a plain subscription): on the channel's worker, so in order with the
+// channel's other messages.
+func (b *Broker) enqueuePattern(channel, pattern, payload string) {
 	if b.closing.Load() {
 		return
 	}
@@ -489,7 +506,7 @@ func (b *Broker) enqueue(channel, payload string) {
 	}
 	q := b.queues[b.queueIndex(channel)]
 	select {
-	case q <- inbound{channel: channel, payload: payload}:
+	case q <- inbound{channel: channel, payload: payload, pattern: pattern}:
 	default:
 		b.stats.dropped.Add(1)
 	}
@@ -571,7 +588,7 @@ func (b *Broker) handleNative(in inbound) {
 			return
 		}
 	}
-	if !b.hosts(room) {
+	if !b.takes(room, in.pattern) {
 		b.stats.ignored.Add(1)
 		return
 	}
@@ -593,7 +610,7 @@ func (b *Broker) handleCompat(in inbound) {
 		b.stats.decodeErrors.Add(1)
 		return
 	}
-	if !cm.hasData || !b.hosts(cm.room) {
+	if !cm.hasData || !b.hostsOrMatches(cm.room) {
 		b.stats.ignored.Add(1)
 		return
 	}

@@ -264,11 +264,15 @@ func (b *Broker) applyRooms(dc rueidis.DedicatedClient) error {
 	}
 	now := b.clock.Now()
 	b.mu.Lock()
-	var subs, unsubs []string
+	var subs, psubs, unsubs []string
 	for room := range b.toSub {
 		if st := b.rooms[room]; st != nil && st.wanted && !st.subscribed {
 			st.subscribed = true
-			subs = append(subs, b.roomPrefix+room)
+			if b.isPattern(room) {
+				psubs = append(psubs, b.patternChannel(room))
+			} else {
+				subs = append(subs, b.roomPrefix+room)
+			}
 		}
 	}
 	clear(b.toSub)
@@ -278,8 +282,16 @@ func (b *Broker) applyRooms(dc rueidis.DedicatedClient) error {
 			delete(b.unwanted, room)
 		}
 	}
+	var unsubChannels, punsubs []string
+	for _, room := range unsubs {
+		if b.isPattern(room) {
+			punsubs = append(punsubs, b.patternChannel(room))
+		} else {
+			unsubChannels = append(unsubChannels, b.roomPrefix+room)
+		}
+	}
 	b.mu.Unlock()
-	if len(subs) == 0 && len(unsubs) == 0 {
+	if len(subs) == 0 && len(psubs) == 0 && len(unsubs) == 0 {
 		return nil
 	}
 
@@ -287,12 +299,14 @@ func (b *Broker) applyRooms(dc rueidis.DedicatedClient) error {
 	for chunk := range slices.Chunk(subs, subscribeBatch) {
 		cmds = append(cmds, dc.B().Subscribe().Channel(chunk...).Build())
 	}
-	unsubChannels := make([]string, len(unsubs))
-	for i, room := range unsubs {
-		unsubChannels[i] = b.roomPrefix + room
+	for chunk := range slices.Chunk(psubs, subscribeBatch) {
+		cmds = append(cmds, dc.B().Psubscribe().Pattern(chunk...).Build())
 	}
 	for chunk := range slices.Chunk(unsubChannels, subscribeBatch) {
 		cmds = append(cmds, dc.B().Unsubscribe().Channel(chunk...).Build())
+	}
+	for chunk := range slices.Chunk(punsubs, subscribeBatch) {
+		cmds = append(cmds, dc.B().Punsubscribe().Pattern(chunk...).Build())
 	}
 	if err := b.do(dc, cmds...); err != nil {
 		return err
@@ -300,7 +314,7 @@ func (b *Broker) applyRooms(dc rueidis.DedicatedClient) error {
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.stats.subscribedRooms.Add(int64(len(subs) - len(unsubs)))
+	b.stats.subscribedRooms.Add(int64(len(subs) + len(psubs) - len(unsubs)))
 	for _, room := range unsubs {
 		st := b.rooms[room]
 		if st == nil {

@@ -26,6 +26,8 @@ type Options struct {
 	PingInterval  time.Duration
 	MaxLength     int64
 	MaxQueueBytes int
+	// Wildcards makes rooms with '*' patterns (primus.Config.Wildcards).
+	Wildcards bool
 	// MaxPublishRooms and MaxExceptIDs bound the lists of one publish
 	// (command or HTTP API; default 1000 each, negative: no bound).
 	MaxPublishRooms int
@@ -96,6 +98,7 @@ func New(opts Options) (*App, error) {
 		PingInterval:        opts.PingInterval,
 		MaxLength:           opts.MaxLength,
 		MaxQueueBytes:       opts.MaxQueueBytes,
+		Wildcards:           opts.Wildcards,
 		MaxRoomsPerSpark:    opts.MaxRoomsPerSpark,
 		MaxRoomNameLength:   opts.MaxRoomNameLength,
 		MaxConnections:      opts.MaxConnections,

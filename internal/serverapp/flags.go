@@ -22,6 +22,7 @@ type Flags struct {
 	MaxQueueBytes     int
 	MaxRoomsPerSpark  int
 	MaxRoomNameLength int
+	Wildcards         bool
 	MaxPublishRooms   int
 	MaxExceptIDs      int
 	APIKey            string
@@ -95,6 +96,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Fl
 	f.int(&c.MaxQueueBytes, "max-queue-bytes", 0, "per-spark backlog bound in bytes (besides its largest message); a spark over it is ended as a slow consumer (0: twice -max-length, at least 4 MiB)")
 	f.int(&c.MaxRoomsPerSpark, "max-rooms-per-spark", 1000, "rooms one spark may be in (-1: no bound)")
 	f.int(&c.MaxRoomNameLength, "max-room-name-length", 256, "longest room name in bytes (-1: no bound)")
+	f.boolean(&c.Wildcards, "wildcards", false, "rooms whose name holds * are patterns: a write to user:42 also reaches the members of user:* (primus-rooms' default; * matches any run of characters, nothing else is special); joining a pattern needs a grant like any room")
 	f.int(&c.MaxPublishRooms, "max-publish-rooms", 1000, "rooms one publish (command or API) may name (-1: no bound)")
 	f.int(&c.MaxExceptIDs, "max-except", 1000, "spark ids one publish may except (-1: no bound)")
 	f.str(&c.APIKey, "api-key", "", "when set, /api/* requires Authorization: Bearer <key>")

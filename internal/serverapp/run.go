@@ -139,6 +139,7 @@ func appOptions(cfg Flags, log *slog.Logger) (Options, error) {
 		MaxQueueBytes:       cfg.MaxQueueBytes,
 		MaxRoomsPerSpark:    cfg.MaxRoomsPerSpark,
 		MaxRoomNameLength:   cfg.MaxRoomNameLength,
+		Wildcards:           cfg.Wildcards,
 		MaxPublishRooms:     cfg.MaxPublishRooms,
 		MaxExceptIDs:        cfg.MaxExceptIDs,
 		MaxConnections:      sec.MaxConns,

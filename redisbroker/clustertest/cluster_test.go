@@ -113,12 +113,19 @@ func awaitRoute(t testing.TB, n node, c *wsClient, room string, limit time.Durat
 // Redis broker built from cfg, behind an httptest server.
 func startGoNode(t testing.TB, name string, cfg redisbroker.Config) (node, *redisbroker.Broker) {
 	t.Helper()
+	return startGoNodeWith(t, name, cfg, serverapp.Options{})
+}
+
+// startGoNodeWith is startGoNode with the App's options (its Broker is set here).
+func startGoNodeWith(t testing.TB, name string, cfg redisbroker.Config, opts serverapp.Options) (node, *redisbroker.Broker) {
+	t.Helper()
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	b, err := redisbroker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := serverapp.New(serverapp.Options{Broker: b})
+	opts.Broker = b
+	app, err := serverapp.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
