@@ -82,6 +82,13 @@ type Config struct {
 	Broker Broker
 	// NodeID identifies this server in broker messages (default: random).
 	NodeID string
+	// NodeTTL is how long after its last heartbeat another node still
+	// counts as live for the cluster calls (default 5s); nodes send one
+	// every NodeTTL/4. See Server.Nodes.
+	NodeTTL time.Duration
+	// ClusterTimeout bounds a cluster call whose context has no deadline
+	// (default 5s).
+	ClusterTimeout time.Duration
 
 	// Authorize, when set, runs before every upgrade; a non-nil error
 	// rejects it with 401 (or the *AuthError's status) and a JSON body
@@ -168,6 +175,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NodeID == "" {
 		c.NodeID = newID()
+	}
+	if c.NodeTTL <= 0 {
+		c.NodeTTL = 5 * time.Second
+	}
+	if c.ClusterTimeout <= 0 {
+		c.ClusterTimeout = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -3,6 +3,7 @@ package primus
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/primusgo/primus/internal/glob"
 )
@@ -52,6 +53,8 @@ type MemoryBroker struct {
 	roomsMu  sync.Mutex
 	rooms    map[string]struct{}
 	patterns map[string]glob.Pattern
+
+	node atomic.Pointer[memoryNode] // cluster calls (memorycluster.go)
 }
 
 var _ PatternBroker = (*MemoryBroker)(nil)
@@ -64,6 +67,9 @@ func (b *MemoryBroker) Start(h BrokerHandler) error {
 		return ErrBrokerClosed
 	}
 	b.handler = h
+	if n := b.node.Load(); n != nil {
+		n.start()
+	}
 	return nil
 }
 
@@ -156,5 +162,8 @@ func (b *MemoryBroker) Close() error {
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
+	if n := b.node.Load(); n != nil {
+		n.stop()
+	}
 	return nil
 }

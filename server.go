@@ -42,6 +42,9 @@ type Server struct {
 	stopBeat   chan struct{}
 	beatDone   chan struct{}
 	msgSeq     atomic.Uint64
+
+	// cluster is the node protocol: membership and cluster calls.
+	cluster *clusterState
 }
 
 type sparkShard struct {
@@ -79,9 +82,14 @@ func New(cfg Config) (*Server, error) {
 		}
 		srv.index.wildcards, srv.index.pb = true, pb
 	}
+	var err error
+	if srv.cluster, err = newClusterState(srv); err != nil {
+		return nil, err
+	}
 	if err := srv.broker.Start(BrokerHandlerFunc(srv.deliverRemote)); err != nil {
 		return nil, fmt.Errorf("primus: starting broker: %w", err)
 	}
+	srv.cluster.start()
 	go srv.heartbeat()
 	return srv, nil
 }

@@ -65,6 +65,7 @@ func (srv *Server) stopAccepting() bool {
 }
 
 func (srv *Server) shutdown(ctx context.Context) error {
+	srv.cluster.close() // bye: the other nodes stop waiting for this one
 	close(srv.stopBeat)
 	<-srv.beatDone
 	srv.forEachSpark(func(s *Spark) { s.end(ReasonShutdown) })

@@ -47,6 +47,10 @@ type Spark struct {
 	onData  []func(*Spark, Data)
 	onEnd   []func(*Spark, CloseReason)
 	onError []func(*Spark, error)
+	// over is set, and overCh (made by finished) closed, once finish ran
+	// every handler.
+	over   bool
+	overCh chan struct{}
 
 	out writer.Writer
 }
@@ -495,5 +499,11 @@ func (s *Spark) finish(reason CloseReason) {
 		fn(s)
 	}
 	s.srv.log.Debug("primus: spark closed", "spark", s.id, "reason", reason)
+	s.mu.Lock()
+	s.over = true
+	if s.overCh != nil {
+		close(s.overCh)
+	}
+	s.mu.Unlock()
 	s.srv.wg.Done()
 }
