@@ -7,6 +7,9 @@
 //	func TestConformance(t *testing.T) {
 //		brokertest.Run(t, func(t testing.TB, n int) []primus.Broker { ... })
 //	}
+//
+// A broker that implements primus.ClusterBroker also runs the Cluster
+// tests (node messages: Broadcast, Send, link-ups, MaxNodeMessage).
 package brokertest
 
 import (
@@ -39,6 +42,10 @@ type Limits struct {
 	// single-room messages without Skip, so a spark in k of the target
 	// rooms on a remote node receives k copies.
 	PerRoomCopies bool
+	// NoCluster: node messages cannot be carried (cluster calls are not
+	// supported); a ClusterBroker's EnableCluster must then fail with an
+	// error wrapping primus.ErrNotSupported.
+	NoCluster bool
 }
 
 // Run runs the conformance suite.
@@ -63,6 +70,7 @@ func RunWithLimits(t *testing.T, newCluster NewCluster, limits Limits) {
 		{"LargeMessage", testLargeMessage},
 		{"Close", testClose},
 		{"SubscribeDuringDelivery", testSubscribeDuringDelivery},
+		{"Cluster", func(t *testing.T, nc NewCluster) { testCluster(t, nc, limits) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newCluster) })
