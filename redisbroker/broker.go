@@ -53,6 +53,8 @@ type Broker struct {
 
 	client atomic.Pointer[redisClient]
 
+	nodes *nodeLink // node messages (nodes.go): set before Start
+
 	// mu guards the room index and the handler.
 	mu       sync.RWMutex
 	rooms    map[string]*roomState
@@ -190,6 +192,7 @@ func (b *Broker) Start(h primus.BrokerHandler) error {
 	}
 	b.wg.Add(1)
 	go b.run()
+	b.startNodes()
 	return nil
 }
 
@@ -461,6 +464,9 @@ func dedupe(rooms []string) []string {
 // blocks.
 func (b *Broker) onMessage(m rueidis.PubSubMessage) {
 	b.lastRecv.Store(int64(b.clock.Now().Sub(b.epoch)))
+	if b.takeNode(m) {
+		return
+	}
 	if m.Channel == b.nodeChannel {
 		if seq, ok := strings.CutPrefix(m.Message, b.probePrefix); ok {
 			// Only a probe this broker sent counts (n <= probeSeq).

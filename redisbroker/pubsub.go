@@ -144,6 +144,7 @@ func (b *Broker) session(c rueidis.Client) (established bool, err error) {
 		base = append(base, dc.B().Psubscribe().Pattern(b.compatPattern).Build())
 	} else {
 		base = append(base, dc.B().Subscribe().Channel(b.multiChannel).Build())
+		base = append(base, b.nodeSubscriptions(dc)...)
 	}
 	if err := b.do(dc, base...); err != nil {
 		return false, err
@@ -158,6 +159,7 @@ func (b *Broker) session(c rueidis.Client) (established bool, err error) {
 	b.stats.connected.Store(true)
 	b.lastRecv.Store(int64(b.clock.Now().Sub(b.epoch)))
 	b.log.Info("pub/sub connected", "rooms", n, "resubscribe", took, "master", master)
+	b.nodeLinkUp()
 
 	ticks, stop := b.clock.Ticker(tick)
 	defer stop()
