@@ -151,7 +151,8 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) routes() {
 	a.mux.HandleFunc("POST /api/publish", a.apiRoute(a.handlePublish))
-	a.mux.HandleFunc("GET /api/rooms", a.apiRoute(a.handleRooms))
+	a.mux.HandleFunc("GET /api/rooms", a.apiRoute(a.handleClusterRooms))
+	a.clusterRoutes()
 	a.mux.HandleFunc("GET /healthz", a.handleHealth)
 	a.mux.HandleFunc("GET /readyz", a.handleReady)
 	a.mux.Handle("GET /metrics", a.metrics.handler())
