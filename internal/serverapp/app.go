@@ -56,6 +56,9 @@ type Options struct {
 	// Broker is the cluster broker; nil is the in-memory broker (one node).
 	Broker primus.Broker
 	Logger *slog.Logger
+
+	// NodeTTL is primus.Config.NodeTTL (default 5s).
+	NodeTTL time.Duration
 }
 
 // App is the standalone server's HTTP surface around a primus.Server.
@@ -109,6 +112,7 @@ func New(opts Options) (*App, error) {
 		CheckOrigin:         a.origin,
 		Broker:              opts.Broker,
 		NodeID:              nodeID(opts.Broker),
+		NodeTTL:             opts.NodeTTL,
 		Logger:              opts.Logger,
 		OnConnection: func(s *primus.Spark) {
 			s.OnData(a.handleData)

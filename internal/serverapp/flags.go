@@ -26,6 +26,7 @@ type Flags struct {
 	MaxPublishRooms   int
 	MaxExceptIDs      int
 	APIKey            string
+	NodeTTL           time.Duration
 	ShutdownTimeout   time.Duration
 	LogLevel          string
 	LogFormat         string // text or json
@@ -100,6 +101,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Fl
 	f.int(&c.MaxPublishRooms, "max-publish-rooms", 1000, "rooms one publish (command or API) may name (-1: no bound)")
 	f.int(&c.MaxExceptIDs, "max-except", 1000, "spark ids one publish may except (-1: no bound)")
 	f.str(&c.APIKey, "api-key", "", "when set, /api/* requires Authorization: Bearer <key>")
+	f.duration(&c.NodeTTL, "node-ttl", 5*time.Second, "how long after its last heartbeat (sent every quarter of it) another node counts as live for the cluster-wide API calls (/api/nodes, /api/rooms, /api/join, ...); every node should use the same value")
 	f.duration(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long the last step of a shutdown waits for clients to answer their close")
 	f.str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.str(&c.LogFormat, "log-format", "text", "text or json")
@@ -167,6 +169,8 @@ func (c *Flags) validate() error {
 		return errors.New("-max-conns, -max-conns-per-ip, -max-messages-per-second, -message-burst: want 0 (no bound) or more")
 	case c.HTTP.MaxAPIRequests <= 0:
 		return fmt.Errorf("-max-api-requests: want a positive number, got %d", c.HTTP.MaxAPIRequests)
+	case c.NodeTTL <= 0:
+		return fmt.Errorf("-node-ttl: want a positive duration, got %v", c.NodeTTL)
 	case c.LameDuck.Delay < 0 || c.LameDuck.Duration < 0:
 		return errors.New("-lame-duck-delay and -lame-duck-duration: want 0 or more")
 	}

@@ -151,6 +151,7 @@ func appOptions(cfg Flags, log *slog.Logger) (Options, error) {
 		ClientPublishOff:    !sec.ClientPublish,
 		MaxAPIRequests:      cfg.HTTP.MaxAPIRequests,
 		APIKey:              cfg.APIKey,
+		NodeTTL:             cfg.NodeTTL,
 		Broker:              broker,
 		Logger:              log,
 	}
