@@ -30,9 +30,10 @@ type nodeAnswer struct {
 	maxSeq   int64
 	total    int64 // pages, known from the last one (-1 before)
 	complete bool
-	gone     bool   // left the membership before answering in full
-	err      string // answered with an error, or its answer was invalid
-	ids      []string
+	gone     bool               // left the membership before answering in full
+	err      string             // answered with an error, or its answer was invalid
+	ids      []string           // a complete answer's ids, sorted (opClients)
+	idPages  map[int64][]string // the pages of ids as they arrive
 	sizes    map[string]int64
 	counts   wireCounts
 }
@@ -110,7 +111,12 @@ func (p *pendingCall) add(m *nodeMessage, live bool) {
 	p.items += n
 	switch p.op {
 	case opClients:
-		na.ids = append(na.ids, m.IDs...)
+		if len(m.IDs) > 0 {
+			if na.idPages == nil {
+				na.idPages = make(map[int64][]string)
+			}
+			na.idPages[m.Seq] = m.IDs
+		}
 	case opSizes:
 		if na.sizes == nil {
 			na.sizes = make(map[string]int64, len(m.Sizes))
@@ -133,6 +139,17 @@ func (p *pendingCall) add(m *nodeMessage, live bool) {
 
 func (p *pendingCall) completeLocked(from string, na *nodeAnswer) {
 	na.complete = true
+	if na.idPages != nil {
+		// The pages in order; a node sends its ids sorted (whoever does
+		// not costs this node a sort).
+		for seq := range na.total {
+			na.ids = append(na.ids, na.idPages[seq]...)
+		}
+		na.idPages = nil
+		if !slices.IsSorted(na.ids) {
+			slices.Sort(na.ids)
+		}
+	}
 	if p.op == opCount && na.err == "" && na.counts.Sparks > 0 {
 		// One node with members answers "not empty".
 		p.members += na.counts.Sparks
@@ -190,25 +207,45 @@ func (a *answer) sortedNodes() []string {
 }
 
 // clients lists every id once (the first node in id order keeps a
-// duplicate), sorted by id.
+// duplicate), sorted by id: the nodes' sorted lists merged pairwise.
 func (a *answer) clients() []ClusterSpark {
-	n := 0
-	for _, na := range a.nodes {
-		n += len(na.ids)
-	}
-	out := make([]ClusterSpark, 0, n)
-	seen := make(map[string]struct{}, n)
+	var lists [][]ClusterSpark
 	for _, node := range a.sortedNodes() {
-		for _, id := range a.nodes[node].ids {
-			if _, dup := seen[id]; dup {
-				continue
+		ids := a.nodes[node].ids
+		l := make([]ClusterSpark, len(ids))
+		for i, id := range ids {
+			l[i] = ClusterSpark{ID: id, Node: node}
+		}
+		lists = append(lists, l)
+	}
+	if len(lists) == 0 {
+		return []ClusterSpark{}
+	}
+	for len(lists) > 1 {
+		next := lists[:0:0]
+		for i := 0; i < len(lists); i += 2 {
+			if i+1 == len(lists) {
+				next = append(next, lists[i])
+			} else {
+				next = append(next, mergeSparks(lists[i], lists[i+1]))
 			}
-			seen[id] = struct{}{}
-			out = append(out, ClusterSpark{ID: id, Node: node})
+		}
+		lists = next
+	}
+	return slices.CompactFunc(lists[0], func(x, y ClusterSpark) bool { return x.ID == y.ID })
+}
+
+// mergeSparks merges two lists sorted by id; on equal ids a's come first.
+func mergeSparks(a, b []ClusterSpark) []ClusterSpark {
+	out := make([]ClusterSpark, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if strings.Compare(b[0].ID, a[0].ID) < 0 {
+			out, b = append(out, b[0]), b[1:]
+		} else {
+			out, a = append(out, a[0]), a[1:]
 		}
 	}
-	slices.SortFunc(out, func(x, y ClusterSpark) int { return strings.Compare(x.ID, y.ID) })
-	return out
+	return append(append(out, a...), b...)
 }
 
 func (a *answer) sizes() map[string]int {

@@ -2,6 +2,7 @@ package primus
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -113,18 +114,20 @@ func (srv *Server) applyOp(ctx context.Context, m *nodeMessage, deadline time.Ti
 	na.complete = true
 	switch m.Op {
 	case opClients:
-		excluded := exceptFunc(m.Except)
 		if len(m.In) == 0 {
+			excluded := exceptFunc(m.Except)
 			srv.forEachSpark(func(s *Spark) {
 				if !excluded(s.id) {
 					na.ids = append(na.ids, s.id)
 				}
 			})
-			return na
+		} else {
+			for _, s := range srv.selectMembers(m.In, m.Except) {
+				na.ids = append(na.ids, s.id)
+			}
 		}
-		for _, s := range srv.selectMembers(m.In, m.Except) {
-			na.ids = append(na.ids, s.id)
-		}
+		// Sorted here, in parallel on every node: the caller merges.
+		slices.Sort(na.ids)
 	case opSizes:
 		sizes := srv.index.rooms()
 		na.sizes = make(map[string]int64, len(sizes))

@@ -1,11 +1,12 @@
 package primus
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
 )
 
 // The node protocol: JSON objects that servers exchange through a
@@ -61,29 +62,29 @@ type nodeMessage struct {
 	From string `json:"from"`
 
 	// heartbeat
-	Hello   bool  `json:"hello,omitempty"`
-	Started int64 `json:"started,omitempty"` // unix ms
-	Sparks  int64 `json:"sparks,omitempty"`
-	Rooms   int64 `json:"rooms,omitempty"`
+	Hello   bool  `json:"hello,omitzero"`
+	Started int64 `json:"started,omitzero"` // unix ms
+	Sparks  int64 `json:"sparks,omitzero"`
+	Rooms   int64 `json:"rooms,omitzero"`
 
 	// request and response
-	ID string `json:"id,omitempty"`
+	ID string `json:"id,omitzero"`
 
 	// request
-	Op        string   `json:"op,omitempty"`
-	TTL       int64    `json:"ttl,omitempty"`    // ms the caller waits from now
-	IDs       []string `json:"ids,omitempty"`    // selection by spark id (request), or the answer's ids (response)
-	In        []string `json:"in,omitempty"`     // selection by room membership ([] with op clients: every spark)
-	Except    []string `json:"except,omitempty"` // not selected
-	Target    []string `json:"target,omitempty"` // rooms to join or leave
-	Reconnect bool     `json:"reconnect,omitempty"`
+	Op        string   `json:"op,omitzero"`
+	TTL       int64    `json:"ttl,omitzero"`    // ms the caller waits from now
+	IDs       []string `json:"ids,omitzero"`    // selection by spark id (request), or the answer's ids (response)
+	In        []string `json:"in,omitzero"`     // selection by room membership ([] with op clients: every spark)
+	Except    []string `json:"except,omitzero"` // not selected
+	Target    []string `json:"target,omitzero"` // rooms to join or leave
+	Reconnect bool     `json:"reconnect,omitzero"`
 
 	// response
-	Seq   int64            `json:"seq,omitempty"`
-	Last  bool             `json:"last,omitempty"`
-	Err   string           `json:"err,omitempty"`
-	Sizes map[string]int64 `json:"sizes,omitempty"`
-	N     *wireCounts      `json:"n,omitempty"`
+	Seq   int64            `json:"seq,omitzero"`
+	Last  bool             `json:"last,omitzero"`
+	Err   string           `json:"err,omitzero"`
+	Sizes map[string]int64 `json:"sizes,omitzero"`
+	N     *wireCounts      `json:"n,omitzero"`
 }
 
 // wireCounts is a node's answer to a count or a remote operation.
@@ -121,6 +122,7 @@ func decodeNodeMessage(b []byte) (*nodeMessage, error) {
 		return nil, malformed("not a JSON object")
 	}
 	var m nodeMessage
+	// json v2: exact field names, no duplicate names, valid UTF-8 only.
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, malformed("%v", err)
 	}
