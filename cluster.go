@@ -180,7 +180,8 @@ type ClusterStats struct {
 	// returned a *PartialError.
 	Calls, PartialCalls uint64
 	// Served counts requests of other nodes served here; Refused those
-	// dropped because MaxClusterRequests were in progress.
+	// dropped, unanswered: past their deadline, or over the bound of
+	// requests in progress (4 served at a time, 256 waiting).
 	Served, Refused uint64
 	// Malformed counts node messages that were not valid; Unmatched the
 	// answers for no call in progress (late ones, after the deadline).

@@ -216,9 +216,14 @@ func (srv *Server) applyToSparks(ctx context.Context, m *nodeMessage, sparks []*
 			c.Changed++
 		}
 		// Answer once the sparks closed (their OnDisconnection ran), or
-		// in time for the answer to reach the caller.
+		// in time for the answer to reach the caller, and never later
+		// than a closing handshake takes (whatever the request says).
 		margin := min(max(time.Until(deadline)/10, 5*time.Millisecond), 250*time.Millisecond)
-		wait, cancel := context.WithDeadline(ctx, deadline.Add(-margin))
+		until := deadline.Add(-margin)
+		if most := time.Now().Add(srv.cfg.CloseTimeout + time.Second); most.Before(until) {
+			until = most
+		}
+		wait, cancel := context.WithDeadline(ctx, until)
 		defer cancel()
 		for _, ch := range waits {
 			select {
