@@ -162,6 +162,7 @@ func TestClusterHostileMessages(t *testing.T) {
 		`{"v":1,"t":"res","from":"x","id":"i","seq":-1}`,
 		`{"v":1,"t":"res","from":"x","id":"i","sizes":{"r":-5}}`,
 		`{"v":1,"t":"hb","from":"` + strings.Repeat("x", 300) + `"}`,
+		`{"v":1,"v":1,"t":"bye","from":"x"}`, "{\"v\":1,\"t\":\"bye\",\"from\":\"\xff\"}", `{"V":1,"t":"bye","from":"x"}`,
 		`{"v":1,"t":"req","from":"x","id":"i","op":"clients","ttl":100,"ids":[` + strings.Repeat(`"a",`, 1000) + `"a"]}`,
 	} {
 		before := srv.cluster.malformed.Load()
