@@ -39,7 +39,11 @@
 //
 //	<Channel>:node:<NodeID>
 //
-// for its idle delivery probe.
+// for its idle delivery probe. With a server's cluster calls enabled
+// (primus.ClusterBroker), node messages go on that channel and on
+// "<Channel>:nodes", which every node hears: classic Pub/Sub also on a
+// Redis Cluster (see nodes.go and docs/redis.md). Compat mode cannot
+// carry them.
 //
 // Compat speaks primus-redis-rooms 0.3 byte for byte, so Node.js nodes
 // (primus 8 + primus-redis-rooms 0.3.2) and Go nodes can share a Redis
