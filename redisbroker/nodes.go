@@ -24,7 +24,9 @@ import (
 // node messages are little traffic and need no slot. In single and
 // Sentinel mode they are subscribed on the Pub/Sub connection with the
 // rooms; in cluster mode on a connection of their own to any node of the
-// cluster, probed like the others and rebuilt elsewhere when it fails.
+// cluster, probed like the others and rebuilt elsewhere when it fails; the
+// node's messages are published through that node too while it is up (a
+// random node of the cluster otherwise, which may be a dead one).
 //
 // The Redis reader never waits for the server: messages go to a bounded
 // queue (QueueSize) read by one goroutine that hands them to the handler;
@@ -47,6 +49,10 @@ type nodeLink struct {
 	received, dropped, oversized, linkUps atomic.Uint64
 	controlUp                             atomic.Bool // cluster mode: the control connection is subscribed
 	controlAddr                           atomic.Pointer[string]
+	// controlClient is the control connection's client while it is up
+	// (cluster mode): node messages are published through the node it
+	// proved alive rather than a random node of the cluster.
+	controlClient atomic.Pointer[redisClient]
 }
 
 type nodeItem struct {
@@ -126,8 +132,20 @@ func (b *Broker) publishNode(ctx context.Context, channel string, payload []byte
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
 	defer cancel()
-	c := cb.c
-	if err := c.Do(ctx, c.B().Publish().Channel(channel).Message(rueidis.BinaryString(payload)).Build()).Error(); err != nil {
+	pub := func(c rueidis.Client) error {
+		return c.Do(ctx, c.B().Publish().Channel(channel).Message(rueidis.BinaryString(payload)).Build()).Error()
+	}
+	if cc := b.nodes.controlClient.Load(); cc != nil {
+		if err := pub(cc.c); err == nil || ctx.Err() != nil {
+			return wrapPublish(err)
+		}
+		// The control connection is going away: through the cluster.
+	}
+	return wrapPublish(pub(cb.c))
+}
+
+func wrapPublish(err error) error {
+	if err != nil {
 		return fmt.Errorf("redisbroker: publish: %w", err)
 	}
 	return nil
@@ -268,6 +286,7 @@ func (b *Broker) controlSession() (established bool, err error) {
 	}
 	dc, _ := client.Dedicate()
 	defer func() {
+		b.nodes.controlClient.Store(nil)
 		b.wg.Add(1)
 		go func() { defer b.wg.Done(); dc.Close(); client.Close() }()
 	}()
@@ -286,6 +305,7 @@ func (b *Broker) controlSession() (established bool, err error) {
 	}
 	b.nodes.controlUp.Store(true)
 	b.nodes.controlAddr.Store(&addr)
+	b.nodes.controlClient.Store(&redisClient{c: client})
 	b.lastRecv.Store(int64(b.clock.Now().Sub(b.epoch)))
 	b.log.Info("node-message connection up", "node", addr)
 	b.nodeLinkUp()
