@@ -128,6 +128,7 @@ func New(opts Options) (*App, error) {
 	}
 	a.Primus = srv
 	a.metrics = newMetrics(a)
+	a.registerClusterMetrics()
 	a.routes()
 	return a, nil
 }

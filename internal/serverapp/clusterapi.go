@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/primusgo/primus"
 )
@@ -306,4 +307,28 @@ func parseRemoteBody(r io.Reader, op remoteOp, lim limits) (*remoteBody, error) 
 		return nil, errors.New(`"ids" and "rooms" are required`)
 	}
 	return &b, nil
+}
+
+// registerClusterMetrics exports the node protocol's counters.
+func (a *App) registerClusterMetrics() {
+	stat := func(f func(primus.ClusterStats) float64) func() float64 {
+		return func() float64 { return f(a.Primus.ClusterStats()) }
+	}
+	reg := a.metrics.reg
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "primus_cluster_nodes", Help: "Live nodes of the cluster, this one included (0: the broker carries no cluster calls)."},
+		stat(func(s primus.ClusterStats) float64 { return float64(s.Nodes) })))
+	for _, c := range []struct {
+		name, help string
+		f          func(primus.ClusterStats) uint64
+	}{
+		{"primus_cluster_calls_total", "Cluster calls made by this node (API and library).", func(s primus.ClusterStats) uint64 { return s.Calls }},
+		{"primus_cluster_partial_calls_total", "Cluster calls that returned without the answer of every live node.", func(s primus.ClusterStats) uint64 { return s.PartialCalls }},
+		{"primus_cluster_requests_served_total", "Requests of other nodes served.", func(s primus.ClusterStats) uint64 { return s.Served }},
+		{"primus_cluster_requests_refused_total", "Requests of other nodes dropped: past their deadline or too many in progress.", func(s primus.ClusterStats) uint64 { return s.Refused }},
+		{"primus_cluster_malformed_messages_total", "Node messages that were not valid.", func(s primus.ClusterStats) uint64 { return s.Malformed }},
+		{"primus_cluster_unmatched_answers_total", "Answers for no call in progress (late, or forged).", func(s primus.ClusterStats) uint64 { return s.Unmatched }},
+	} {
+		f := c.f
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, stat(func(s primus.ClusterStats) float64 { return float64(f(s)) })))
+	}
 }

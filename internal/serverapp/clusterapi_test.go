@@ -152,6 +152,12 @@ func TestClusterAPI(t *testing.T) {
 	if code, _ := post(t, a.URL+"/api/join", "", `{"ids":["x"],"rooms":["r"]}`); code != 401 {
 		t.Errorf("/api/join without the key: %d", code)
 	}
+	_, body = get(t, a.URL+"/metrics", "")
+	for _, want := range []string{"primus_cluster_nodes 2\n", "primus_cluster_calls_total ", "primus_cluster_requests_served_total "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }
 
 // silentNodes is a node that hears everything and answers nothing.
