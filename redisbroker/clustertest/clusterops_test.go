@@ -192,7 +192,10 @@ func TestClusterOpsProcesses(t *testing.T) {
 		t.Fatalf("/api/disconnect while proc3 dies: %d %s", code, body)
 	}
 	t.Logf("the call returned after %v (timeout 2s), naming the killed node", took.Round(time.Millisecond))
-	if took < 1900*time.Millisecond || took > 4*time.Second {
+	// At the deadline, or when the killed node's TTL ran out, which is
+	// about then too (its last heartbeat came at most a beat before it
+	// was killed, 500ms into the call).
+	if took < 1500*time.Millisecond || took > 4*time.Second {
 		t.Errorf("returned after %v, want at its 2s deadline", took)
 	}
 	// After the TTL (2s), calls no longer wait for it.
