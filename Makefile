@@ -40,6 +40,8 @@ run:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzClassify -fuzztime 30s ./internal/protocol
 	$(GO) test -run '^$$' -fuzz FuzzReadMessage -fuzztime 30s ./internal/ws
+	$(GO) test -run '^$$' -fuzz FuzzDecodeNodeMessage -fuzztime 30s .
+	$(GO) test -run '^$$' -fuzz FuzzHandleNodeMessage -fuzztime 30s .
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
