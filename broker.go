@@ -21,6 +21,16 @@ type Message struct {
 	Except []string
 	// Data is the JSON-encoded value.
 	Data []byte
+
+	// Skip lists rooms whose members receive this write through another
+	// message of the same write (the history rooms of a multi-room write,
+	// see Config.History): receivers serve them nothing of this message.
+	// Brokers carry it; most messages have none.
+	Skip []string
+	// Offset and Epoch place a write to a history room in the room's
+	// history (HistoryBroker); Offset is 0 for other writes.
+	Offset uint64
+	Epoch  string
 }
 
 // BrokerHandler receives the messages a Broker brings in from other nodes.

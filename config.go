@@ -90,6 +90,29 @@ type Config struct {
 	// (default 5s).
 	ClusterTimeout time.Duration
 
+	// History, when set, says which rooms keep history and how much: the
+	// rooms for which it returns a non-zero Size keep their last Size
+	// writes for TTL, every write to them gets the room's next offset and
+	// its epoch, and members receive them in offset order on every node,
+	// a node that missed some (a broker reconnection, a gap in offsets)
+	// reading them back from the history. Sparks can then join with
+	// positioned delivery and recover what they missed while away
+	// (Spark.JoinRecover). It is called for every room of every write
+	// (keep it cheap) and must give the same answer on every node. The
+	// broker must be a HistoryBroker. Nil: no history (docs/history.md).
+	History func(room string) HistoryOptions
+	// MaxHistoryRoomsPerWrite bounds the history rooms one write may name
+	// (default 16; negative: no bound): each gets a stored copy of the
+	// write, so a write to many history rooms costs the broker that many
+	// copies. A write over it fails with ErrTooManyHistoryRooms.
+	MaxHistoryRoomsPerWrite int
+	// HistoryReadRate bounds the history reads (JoinRecover with a since
+	// position) of one spark per second, with bursts of HistoryReadBurst
+	// (defaults 10 and 100; a negative rate: no bound). A read over it
+	// fails with ErrHistoryRateLimited.
+	HistoryReadRate  float64
+	HistoryReadBurst int
+
 	// Authorize, when set, runs before every upgrade; a non-nil error
 	// rejects it with 401 (or the *AuthError's status) and a JSON body
 	// {"error": "<message>"}.
@@ -181,6 +204,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClusterTimeout <= 0 {
 		c.ClusterTimeout = 5 * time.Second
+	}
+	if c.MaxHistoryRoomsPerWrite == 0 {
+		c.MaxHistoryRoomsPerWrite = 16
+	}
+	if c.HistoryReadRate == 0 {
+		c.HistoryReadRate = 10
+	}
+	if c.HistoryReadBurst <= 0 {
+		c.HistoryReadBurst = 100
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -15,6 +15,8 @@ import (
 type MemoryHub struct {
 	mu    sync.RWMutex
 	nodes map[*MemoryBroker]struct{}
+
+	history memoryHistory // memoryhistory.go
 }
 
 // NewMemoryHub returns an empty hub.
@@ -101,7 +103,7 @@ func (b *MemoryBroker) deliver(m *Message) {
 	if b.closed || b.handler == nil || !b.hostsAny(m.Rooms) {
 		return
 	}
-	b.handler.HandleMessage(m, nil)
+	b.handler.HandleMessage(m, m.Skip)
 }
 
 func (b *MemoryBroker) hostsAny(rooms []string) bool {

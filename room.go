@@ -49,6 +49,11 @@ func (r Room) Write(v any) error {
 	if err != nil {
 		return err
 	}
+	if srv.hist != nil {
+		if hist := srv.hist.split(r.rooms); hist != nil {
+			return srv.hist.write(r, hist, frame, data) // history.go
+		}
+	}
 	srv.deliverLocal(r.rooms, nil, r.except, frame)
 	m := &Message{
 		ID:     srv.cfg.NodeID + "-" + strconv.FormatUint(srv.msgSeq.Add(1), 36),
@@ -155,6 +160,15 @@ func (srv *Server) ValidateRoom(room string) error {
 
 // deliverRemote is the broker handler: messages from other nodes.
 func (srv *Server) deliverRemote(m *Message, skip []string) {
+	if m.Offset > 0 && len(m.Rooms) == 1 && srv.hist != nil {
+		// A history write, this node's own included: in offset order,
+		// each offset once (history.go).
+		if m.Origin != srv.cfg.NodeID {
+			srv.stats.remoteMessages.Add(1)
+		}
+		srv.hist.offer(m, skip, nil, true)
+		return
+	}
 	if m.Origin == srv.cfg.NodeID || len(m.Rooms) == 0 {
 		return
 	}
@@ -175,6 +189,12 @@ const smallRoom = 4
 // deliverLocal queues frame, built once, for every local member of rooms
 // that is in no skip room and not excepted, each spark once.
 func (srv *Server) deliverLocal(rooms, skip, except []string, frame []byte) int {
+	return srv.deliverLocalExcluding(rooms, skip, except, frame, nil)
+}
+
+// deliverLocalExcluding is deliverLocal that also leaves out the sparks
+// for which also (if not nil) returns true; also runs under index locks.
+func (srv *Server) deliverLocalExcluding(rooms, skip, except []string, frame []byte, also func(*Spark) bool) int {
 	excluded := exceptFunc(except)
 	n := 0
 	// Members of joined patterns that match a room are its members too.
@@ -186,7 +206,7 @@ func (srv *Server) deliverLocal(rooms, skip, except []string, frame []byte) int 
 		var buf [smallRoom]*Spark
 		if members, ok := srv.index.few(rooms[0], buf[:]); ok {
 			for _, s := range members {
-				if !excluded(s.id) && s.out.PushNow(frame) {
+				if !excluded(s.id) && (also == nil || !also(s)) && s.out.PushNow(frame) {
 					n++
 				}
 			}
@@ -196,7 +216,7 @@ func (srv *Server) deliverLocal(rooms, skip, except []string, frame []byte) int 
 		// The hot path of a larger room: no copying, no allocation per
 		// member; the flushers write the members in parallel.
 		srv.index.each(rooms[0], func(s *Spark) {
-			if !excluded(s.id) && s.out.Push(frame) {
+			if !excluded(s.id) && (also == nil || !also(s)) && s.out.Push(frame) {
 				n++
 			}
 		})
@@ -215,7 +235,7 @@ func (srv *Server) deliverLocal(rooms, skip, except []string, frame []byte) int 
 	}
 	for _, room := range rooms {
 		for _, s := range srv.index.snapshot(room) {
-			if _, ok := done[s]; ok || excluded(s.id) {
+			if _, ok := done[s]; ok || excluded(s.id) || (also != nil && also(s)) {
 				continue
 			}
 			done[s] = struct{}{}

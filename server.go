@@ -45,6 +45,8 @@ type Server struct {
 
 	// cluster is the node protocol: membership and cluster calls.
 	cluster *clusterState
+	// hist is the room history machinery (nil without Config.History).
+	hist *historyState
 }
 
 type sparkShard struct {
@@ -83,6 +85,9 @@ func New(cfg Config) (*Server, error) {
 		srv.index.wildcards, srv.index.pb = true, pb
 	}
 	var err error
+	if srv.hist, err = newHistoryState(srv); err != nil {
+		return nil, err
+	}
 	if srv.cluster, err = newClusterState(srv); err != nil {
 		return nil, err
 	}

@@ -91,6 +91,7 @@ func (srv *Server) shutdown(ctx context.Context) error {
 		grace.Stop()
 		err = ctx.Err()
 	}
+	srv.hist.close()
 	if berr := srv.broker.Close(); berr != nil && err == nil {
 		err = fmt.Errorf("primus: closing broker: %w", berr)
 	}

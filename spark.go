@@ -53,6 +53,8 @@ type Spark struct {
 	overCh chan struct{}
 
 	out writer.Writer
+
+	hist sparkHistory // history reads (history.go)
 }
 
 type sparkState uint8
@@ -220,6 +222,7 @@ func (s *Spark) Join(rooms ...string) error {
 		joined = append(joined, r)
 	}
 	s.mu.Unlock()
+	s.srv.historyJoined(joined)
 	if fn := s.srv.cfg.OnJoin; fn != nil {
 		for _, r := range joined {
 			fn(s, r)
@@ -264,6 +267,7 @@ func (s *Spark) takeRoomsLocked() []string {
 }
 
 func (s *Spark) emitLeave(rooms []string) {
+	s.srv.historyLeft(s, rooms)
 	if fn := s.srv.cfg.OnLeave; fn != nil {
 		for _, r := range rooms {
 			fn(s, r)

@@ -46,12 +46,19 @@ type Stats struct {
 	RateLimited       uint64 // messages dropped for exceeding MessageRate
 	RateLimitEnds     uint64 // sparks ended with ReasonRateLimited
 	TokenExpiries     uint64 // sparks ended with ReasonTokenExpired
+
+	// Room history (Config.History).
+	HistoryRooms        int    // history rooms with local members (each with a sequencer)
+	HistoryGaps         uint64 // writes this node's members could not get: the history no longer had them, or was lost (new epoch)
+	HistoryResyncs      uint64 // reads of missed writes from the history (after a reconnection, a gap in offsets)
+	HistoryRecovered    uint64 // joins with a since position that replayed everything missed
+	HistoryNotRecovered uint64 // joins with a since position that could not (recovered:false)
 }
 
 // Stats returns the server's counters.
 func (srv *Server) Stats() Stats {
 	c := &srv.stats
-	return Stats{
+	s := Stats{
 		Connections:       c.connections.Load(),
 		ConnectionsTotal:  c.connectionsTotal.Load(),
 		Rooms:             srv.index.count(),
@@ -75,4 +82,6 @@ func (srv *Server) Stats() Stats {
 		RateLimitEnds:     c.rateLimitEnds.Load(),
 		TokenExpiries:     c.tokenExpiries.Load(),
 	}
+	srv.hist.stats(&s)
+	return s
 }
