@@ -53,7 +53,8 @@ type Broker struct {
 
 	client atomic.Pointer[redisClient]
 
-	nodes *nodeLink // node messages (nodes.go): set before Start
+	nodes *nodeLink      // node messages (nodes.go): set before Start
+	hist  *brokerHistory // room history (history.go): set before Start
 
 	// mu guards the room index and the handler.
 	mu       sync.RWMutex
@@ -100,6 +101,10 @@ type roomState struct {
 	// subscribed with PSUBSCRIBE.
 	wanted     bool // the server declared local members
 	subscribed bool // native: SUBSCRIBEd (or being) on the current connection
+	// live: the subscription is confirmed on the current connection;
+	// liveCh, when not nil, is closed when it is (history.go, waitLive).
+	live   bool
+	liveCh chan struct{}
 }
 
 // inbound is a Pub/Sub message on its way to a worker, or a worker's
@@ -264,6 +269,7 @@ func (b *Broker) Unsubscribe(room string) {
 	}
 	st.wanted = false
 	b.hosted--
+	setLive(st, false) // nobody waits for an unwanted room
 	if b.cl != nil {
 		p := b.cl.partOf(room)
 		if !st.subscribed {
@@ -351,7 +357,7 @@ func (b *Broker) publish(ctx context.Context, m *primus.Message) error {
 	var cmds rueidis.Commands
 	broadcast := false
 	if b.cfg.Mode == Native {
-		em := primus.Message{ID: m.ID, Origin: b.cfg.NodeID, Rooms: rooms, Except: m.Except, Data: m.Data}
+		em := primus.Message{ID: m.ID, Origin: b.cfg.NodeID, Rooms: rooms, Except: m.Except, Data: m.Data, Skip: m.Skip}
 		if em.ID == "" {
 			em.ID = strconv.FormatUint(b.msgSeq.Add(1), 36)
 		}
@@ -515,6 +521,7 @@ func (b *Broker) enqueuePattern(channel, pattern, payload string) {
 	case q <- inbound{channel: channel, payload: payload, pattern: pattern}:
 	default:
 		b.stats.dropped.Add(1)
+		b.noteDropped(channel) // a history room reads it back
 	}
 }
 
@@ -580,19 +587,26 @@ func (b *Broker) handleNative(in inbound) {
 		b.stats.decodeErrors.Add(1)
 		return
 	}
-	if env.origin == b.cfg.NodeID {
-		return // our own publication: delivered locally already
+	if env.origin == b.cfg.NodeID && env.offset == 0 {
+		// Our own publication: delivered locally already. (A history
+		// write is handed over anyway: the server delivers each offset
+		// once, and so repairs a write whose reply was lost.)
+		return
 	}
 	i := 0
 	if len(env.rooms) > 0 {
+		i = env.lead
 		for i < len(env.rooms) && env.rooms[i] != room {
 			i++
 		}
 		if i == len(env.rooms) {
-			// Published on a channel that is not one of its rooms.
+			// Published on a channel that is not one of its target rooms.
 			b.stats.decodeErrors.Add(1)
 			return
 		}
+	} else if env.offset > 0 {
+		b.stats.decodeErrors.Add(1) // a history write names its room
+		return
 	}
 	if !b.takes(room, in.pattern) {
 		b.stats.ignored.Add(1)
@@ -605,9 +619,13 @@ func (b *Broker) handleNative(in inbound) {
 		Rooms:  d.room[:],
 		Except: env.except,
 		Data:   bytesOf(env.data),
+		Offset: env.offset,
+		Epoch:  env.epoch,
+		Skip:   env.rooms[:i:i],
 	}
-	// The copies of the earlier rooms reach their members.
-	b.deliver(&d.msg, env.rooms[:i:i])
+	// The copies of the earlier rooms (and the rooms to skip) reach their
+	// members.
+	b.deliver(&d.msg, d.msg.Skip)
 }
 
 func (b *Broker) handleCompat(in inbound) {

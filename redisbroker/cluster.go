@@ -688,6 +688,9 @@ func (cl *cluster) attach(p *partition, sc *shardConn, following bool) (o outcom
 	st := cl.shard(sc.addr)
 	if p.everUp {
 		st.resubscribes.Add(1)
+		// What was written while the partition was detached is read
+		// back from its history rooms' streams.
+		b.historyResync(b.partitionRooms(p))
 	}
 	if following {
 		st.movedSlots.Add(1)
@@ -724,6 +727,7 @@ func (cl *cluster) resetPartition(p *partition) int {
 	n := 0
 	for room, st := range p.rooms {
 		st.subscribed = false
+		setLive(st, false)
 		if !st.wanted {
 			delete(p.rooms, room)
 			delete(b.rooms, room)
@@ -742,11 +746,12 @@ func (cl *cluster) apply(p *partition, sc *shardConn, first bool) (o outcome, ok
 	b := cl.b
 	now := b.clock.Now()
 	b.mu.Lock()
-	var subs, unsubs []string
+	var subs, unsubs, subRooms []string
 	for room := range p.toSub {
 		if st := p.rooms[room]; st != nil && st.wanted && !st.subscribed {
 			st.subscribed = true
 			subs = append(subs, p.roomPrefix+room)
+			subRooms = append(subRooms, room)
 		}
 	}
 	clear(p.toSub)
@@ -807,6 +812,11 @@ func (cl *cluster) apply(p *partition, sc *shardConn, first bool) (o outcome, ok
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p.subscribed.Add(int64(len(subs) - len(unsubs)))
+	for _, room := range subRooms {
+		if st := p.rooms[room]; st != nil && st.subscribed {
+			setLive(st, true)
+		}
+	}
 	for _, room := range unsubs {
 		st := p.rooms[room]
 		if st == nil {
@@ -853,6 +863,7 @@ func (cl *cluster) housekeeping() {
 		b.mu.RUnlock()
 		cl.probe(now)
 		cl.maybeRefresh()
+		b.flushDropped()
 		if b.ticked != nil {
 			b.ticked()
 		}

@@ -62,6 +62,7 @@ const (
 	DefaultMaxPayload       = 16 << 20
 	DefaultMaxBackoff       = 1 * time.Second
 	DefaultSentinelRefresh  = 2 * time.Second
+	DefaultHistoryMetaTTL   = 24 * time.Hour
 	// DefaultClusterPartitions is the default Config.ClusterPartitions.
 	DefaultClusterPartitions = 32
 	// subscribeBatch is the number of channels per SUBSCRIBE/UNSUBSCRIBE command.
@@ -162,6 +163,12 @@ type Config struct {
 	// per-room payloads add up to more.
 	MaxPayload int
 
+	// HistoryMetaTTL is how long a history room's offset and epoch (its
+	// meta hash) outlive its last write or read, at least the room's
+	// history TTL (default 24h): a client back after the stream expired
+	// is told that writes were lost rather than meeting a new epoch.
+	HistoryMetaTTL time.Duration
+
 	// CompatRejectExcept makes Publish in compat mode fail with
 	// ErrExceptUnsupported for messages with Except ids instead of
 	// publishing them without the except list (see the package doc).
@@ -245,6 +252,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.HistoryMetaTTL <= 0 {
+		c.HistoryMetaTTL = DefaultHistoryMetaTTL
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

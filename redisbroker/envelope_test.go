@@ -61,7 +61,13 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		{"empty", "", ErrMalformed},
 		{"json null", "null", ErrUnknownVersion},
 		{"compat payload", `{"room":"r","data":1}`, ErrUnknownVersion},
-		{"version 2", "\x02" + valid[1:], ErrUnknownVersion},
+		{"version 3", "\x03" + valid[1:], ErrUnknownVersion},
+		{"version 2 without offset or skip", "\x02\x00\x00\x00" + valid[1:], ErrMalformed},
+		{"version 2 offset without epoch", "\x02\x05\x00\x00" + valid[1:], ErrMalformed},
+		{"version 2 epoch without offset", "\x02\x00\x01e\x01" + valid[1:], ErrMalformed},
+		{"version 2 epoch too long", "\x02\x05\x41" + strings.Repeat("e", 65) + "\x00" + valid[1:], ErrMalformed},
+		{"version 2 lead past rooms", "\x02\x05\x01e\x02" + valid[1:], ErrMalformed},
+		{"version 2 offset overflow", "\x02\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02\x01e\x00" + valid[1:], ErrMalformed},
 		{"version 0", "\x00" + valid[1:], ErrUnknownVersion},
 		{"only version", "\x01", ErrMalformed},
 		{"no data", valid[:len(valid)-3], ErrMalformed},
@@ -82,7 +88,48 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 	}
 }
 
+// Version 2 carries a history write's offset and epoch and the rooms to
+// skip, and keeps the version 1 fields; version 1 messages stay version 1.
+func TestEnvelopeVersion2(t *testing.T) {
+	msgs := []*primus.Message{
+		{ID: "7", Origin: "n1", Rooms: []string{"h"}, Data: []byte(`{"x":1}`), Offset: 300, Epoch: "ab1"},
+		{ID: "7", Origin: "n1", Rooms: []string{"h"}, Skip: []string{"a", "b"}, Except: []string{"s9"}, Data: []byte(`1`), Offset: 1, Epoch: "e"},
+		{ID: "", Origin: "", Rooms: []string{"p", "q"}, Skip: []string{"h"}, Data: []byte(`null`)},
+		{Rooms: []string{"h"}, Data: []byte(`2`), Offset: 1<<64 - 1, Epoch: strings.Repeat("e", 64)},
+	}
+	for _, m := range msgs {
+		b := AppendEnvelope(nil, m)
+		if b[0] != EnvelopeVersion2 || len(b) != envelopeSize(m) {
+			t.Fatalf("version %d, size %d, envelopeSize %d", b[0], len(b), envelopeSize(m))
+		}
+		got, err := DecodeEnvelope(b)
+		if err != nil {
+			t.Fatalf("DecodeEnvelope(%q): %v", b, err)
+		}
+		if got.ID != m.ID || got.Origin != m.Origin || !slices.Equal(got.Rooms, m.Rooms) || !slices.Equal(got.Skip, m.Skip) ||
+			!slices.Equal(got.Except, m.Except) || !bytes.Equal(got.Data, m.Data) || got.Offset != m.Offset || got.Epoch != m.Epoch {
+			t.Errorf("round trip: got %+v, want %+v", got, m)
+		}
+		if origin, ok := envelopeOrigin(string(b)); !ok || origin != m.Origin {
+			t.Errorf("envelopeOrigin = %q, %v", origin, ok)
+		}
+	}
+	// The documented bytes: offset 300 (two-byte varint), epoch "ab1",
+	// one room to skip "a", then the version 1 fields.
+	m := &primus.Message{ID: "7", Origin: "n1", Rooms: []string{"h"}, Skip: []string{"a"}, Data: []byte(`1`), Offset: 300, Epoch: "ab1"}
+	want := "\x02" + "\xac\x02" + "\x03ab1" + "\x01" + "\x017" + "\x02n1" + "\x02" + "\x01a" + "\x01h" + "\x00" + "1"
+	if got := string(AppendEnvelope(nil, m)); got != want {
+		t.Fatalf("envelope = %q, want %q", got, want)
+	}
+	// What the script publishes: version, offset and epoch before the tail.
+	tail := appendEnvelopeTail(nil, m)
+	if got := "\x02\xac\x02\x03ab1" + string(tail); got != want {
+		t.Fatalf("script payload = %q, want %q", got, want)
+	}
+}
+
 func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add(AppendEnvelope(nil, &primus.Message{ID: "i", Origin: "o", Rooms: []string{"h"}, Skip: []string{"s"}, Data: []byte(`[1]`), Offset: 12, Epoch: "ep"}))
 	f.Add(AppendEnvelope(nil, &primus.Message{ID: "i", Origin: "o", Rooms: []string{"a", "b"}, Except: []string{"x"}, Data: []byte(`{"k":[1,"2"]}`)}))
 	f.Add(AppendEnvelope(nil, &primus.Message{Data: []byte(`null`)}))
 	f.Add([]byte(`{"room":"r","data":1}`))

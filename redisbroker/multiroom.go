@@ -112,7 +112,7 @@ func (b *Broker) handleBarrier(in inbound) {
 	if b.closing.Load() {
 		return
 	}
-	b.deliver(m, nil)
+	b.deliver(m, m.Skip)
 }
 
 // decodeMultiRoom decodes a multi-room-channel envelope into the message
@@ -122,22 +122,28 @@ func (b *Broker) handleBarrier(in inbound) {
 // It returns nil, after counting why, when there is nothing to deliver.
 func (b *Broker) decodeMultiRoom(payload string) *primus.Message {
 	env, err := decodeEnvelope(payload)
-	if err != nil || len(env.rooms) == 0 {
+	if err != nil || len(env.rooms) <= env.lead || env.offset != 0 {
+		// (History writes go on their room's channel only.)
 		b.stats.decodeErrors.Add(1)
 		return nil
 	}
-	rooms := b.hostedAmong(env.rooms) // the decoder's own slice
+	rooms := b.hostedAmong(env.rooms[env.lead:]) // the decoder's own slice
 	if len(rooms) == 0 {
 		b.stats.ignored.Add(1)
 		return nil
 	}
-	return &primus.Message{
+	m := &primus.Message{
 		ID:     env.id,
 		Origin: env.origin,
 		Rooms:  rooms,
 		Except: env.except,
 		Data:   bytesOf(env.data),
 	}
+	if env.lead > 0 {
+		// The members of the rooms to skip get the write another way.
+		m.Skip = b.hostedAmong(env.rooms[:env.lead])
+	}
+	return m
 }
 
 // hostedAmong filters list, in place, down to the rooms this node hosts.

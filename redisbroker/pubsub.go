@@ -155,7 +155,11 @@ func (b *Broker) session(c rueidis.Client) (established bool, err error) {
 	took := time.Since(start)
 	b.stats.lastResubscribe.Store(int64(took))
 	b.stats.lastResubscribeRooms.Store(int64(n))
-	b.stats.connects.Add(1)
+	if b.stats.connects.Add(1) > 1 {
+		// What was written while no connection listened is read back
+		// from the history rooms' streams.
+		b.historyResync(nil)
+	}
 	b.stats.connected.Store(true)
 	b.lastRecv.Store(int64(b.clock.Now().Sub(b.epoch)))
 	b.log.Info("pub/sub connected", "rooms", n, "resubscribe", took, "master", master)
@@ -192,6 +196,7 @@ func (b *Broker) housekeeping(c rueidis.Client, dc rueidis.DedicatedClient, mast
 	if err := b.applyRooms(dc); err != nil {
 		return err
 	}
+	b.flushDropped()
 	if b.sentinel {
 		if now := b.masterAddr(c); now != "" && now != master {
 			b.stats.masterSwitches.Add(1)
@@ -246,6 +251,7 @@ func (b *Broker) resetSubscriptions() int {
 	clear(b.toSub)
 	for room, st := range b.rooms {
 		st.subscribed = false
+		setLive(st, false)
 		if !st.wanted {
 			delete(b.rooms, room)
 			continue
@@ -266,10 +272,11 @@ func (b *Broker) applyRooms(dc rueidis.DedicatedClient) error {
 	}
 	now := b.clock.Now()
 	b.mu.Lock()
-	var subs, psubs, unsubs []string
+	var subs, psubs, unsubs, subRooms []string
 	for room := range b.toSub {
 		if st := b.rooms[room]; st != nil && st.wanted && !st.subscribed {
 			st.subscribed = true
+			subRooms = append(subRooms, room)
 			if b.isPattern(room) {
 				psubs = append(psubs, b.patternChannel(room))
 			} else {
@@ -317,6 +324,11 @@ func (b *Broker) applyRooms(dc rueidis.DedicatedClient) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.stats.subscribedRooms.Add(int64(len(subs) + len(psubs) - len(unsubs)))
+	for _, room := range subRooms {
+		if st := b.rooms[room]; st != nil && st.subscribed {
+			setLive(st, true)
+		}
+	}
 	for _, room := range unsubs {
 		st := b.rooms[room]
 		if st == nil {

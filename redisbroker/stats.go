@@ -74,6 +74,14 @@ type Stats struct {
 	// back in time (each one rebuilds the Pub/Sub connection).
 	ProbesSent, ProbeFailures uint64
 
+	// Room history (primus.HistoryBroker). HistoryPublished counts
+	// history writes stored and published; HistoryReads the reads
+	// (positions, resyncs, replays); HistoryMalformed the stream entries
+	// left out of reads because they were not what the broker writes;
+	// HistoryResyncs the rooms lists handed to the server to read back
+	// (after a reconnection, a detached partition, dropped messages).
+	HistoryPublished, HistoryReads, HistoryMalformed, HistoryResyncs uint64
+
 	// Cluster mode only. ClusterShards is the number of shards (masters
 	// owning slots) in the latest slot map; Partitions the number of
 	// partitions and PartitionsUp those subscribed on a live connection;
@@ -105,6 +113,8 @@ type counters struct {
 	lastResubscribe                                     atomic.Int64
 	lastResubscribeRooms, subscribedRooms               atomic.Int64
 	connected                                           atomic.Bool
+	historyPublished, historyReads                      atomic.Uint64
+	historyMalformed, historyResyncs                    atomic.Uint64
 }
 
 // Stats returns a snapshot of the broker's counters and gauges.
@@ -131,6 +141,10 @@ func (b *Broker) Stats() Stats {
 		LastResubscribeRooms: int(c.lastResubscribeRooms.Load()),
 		ProbesSent:           c.probesSent.Load(),
 		ProbeFailures:        c.probeFailures.Load(),
+		HistoryPublished:     c.historyPublished.Load(),
+		HistoryReads:         c.historyReads.Load(),
+		HistoryMalformed:     c.historyMalformed.Load(),
+		HistoryResyncs:       c.historyResyncs.Load(),
 	}
 	if s.Connects > 0 {
 		s.Reconnects = s.Connects - 1

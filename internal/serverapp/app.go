@@ -59,6 +59,14 @@ type Options struct {
 
 	// NodeTTL is primus.Config.NodeTTL (default 5s).
 	NodeTTL time.Duration
+
+	// HistorySize > 0 keeps room history (primus.Config.History): the
+	// last HistorySize writes of every room, or of the rooms matching one
+	// of the HistoryRooms patterns ('*' matches any run of characters),
+	// for HistoryTTL (0: primus.DefaultHistoryTTL). See history.go.
+	HistorySize  int
+	HistoryTTL   time.Duration
+	HistoryRooms []string
 }
 
 // App is the standalone server's HTTP surface around a primus.Server.
@@ -113,6 +121,7 @@ func New(opts Options) (*App, error) {
 		Broker:              opts.Broker,
 		NodeID:              nodeID(opts.Broker),
 		NodeTTL:             opts.NodeTTL,
+		History:             historyConfig(opts),
 		Logger:              opts.Logger,
 		OnConnection: func(s *primus.Spark) {
 			s.OnData(a.handleData)
@@ -129,6 +138,7 @@ func New(opts Options) (*App, error) {
 	a.Primus = srv
 	a.metrics = newMetrics(a)
 	a.registerClusterMetrics()
+	a.registerHistoryMetrics()
 	a.routes()
 	return a, nil
 }

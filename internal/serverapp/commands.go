@@ -13,6 +13,8 @@ import (
 // command is a client's room command, sent as a data message:
 //
 //	{"join":"room"} or {"join":["a","b"]}
+//	{"join":"room","recover":true} or {"join":"room","since":{"offset":N,"epoch":"E"}}
+//	                               (history rooms: positioned delivery, see history.go)
 //	{"leave":"room"} or {"leave":["a","b"]}
 //	{"leaveAll":true}
 //	{"publish":{"room":"r","data":X}} or {"publish":{"rooms":["a","b"],"except":["id"],"data":X}}
@@ -25,6 +27,11 @@ type command struct {
 	LeaveAll bool            `json:"leaveAll"`
 	Publish  *publishCommand `json:"publish"`
 	Ack      json.RawMessage `json:"ack"`
+	// Recover and Since ask a join for positioned delivery (history.go).
+	Recover bool                    `json:"recover"`
+	Since   *primus.HistoryPosition `json:"since"`
+	// reply holds the fields a successful command adds to its ack.
+	reply []byte
 }
 
 type publishCommand struct {
@@ -49,7 +56,7 @@ var (
 // handleData runs the command in d, if it is one, and acknowledges it.
 // Messages that are not JSON objects are ordinary data and ignored.
 func (a *App) handleData(s *primus.Spark, d primus.Data) {
-	ack, isCommand, err := a.parseAndRun(s, d)
+	ack, reply, isCommand, err := a.parseAndRun(s, d)
 	if !isCommand {
 		return
 	}
@@ -60,7 +67,7 @@ func (a *App) handleData(s *primus.Spark, d primus.Data) {
 		}
 	}
 	if ack != nil {
-		_ = s.Write(ackReply(ack, err))
+		_ = s.Write(ackReply(ack, err, reply))
 	}
 }
 
@@ -71,29 +78,29 @@ func (a *App) handleError(s *primus.Spark, err error) {
 		return
 	}
 	if ack := ackOf(rl.Data.JSON()); ack != nil {
-		_ = s.Write(ackReply(ack, errRateLimited))
+		_ = s.Write(ackReply(ack, errRateLimited, nil))
 	}
 }
 
 // parseAndRun decodes and runs a command. isCommand is false for data that
 // is not one (not an object, or an object without a command and an ack).
-func (a *App) parseAndRun(s *primus.Spark, d primus.Data) (ack json.RawMessage, isCommand bool, err error) {
+func (a *App) parseAndRun(s *primus.Spark, d primus.Data) (ack json.RawMessage, reply []byte, isCommand bool, err error) {
 	raw := bytes.TrimSpace(d.JSON())
 	if len(raw) == 0 || raw[0] != '{' {
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
 	cmd, err := parseCommand(raw, a.limits)
 	if errors.Is(err, primus.ErrTooManyRooms) {
-		return ackOf(raw), true, err // as a Join over the bound says
+		return ackOf(raw), nil, true, err // as a Join over the bound says
 	}
 	if err != nil {
-		return ackOf(raw), true, fmt.Errorf("invalid command: %w", err)
+		return ackOf(raw), nil, true, fmt.Errorf("invalid command: %w", err)
 	}
 	err = a.run(s, &cmd)
 	if errors.Is(err, errNoCommand) && cmd.Ack == nil {
-		return nil, false, nil // an object that is not a command: plain data
+		return nil, nil, false, nil // an object that is not a command: plain data
 	}
-	return cmd.Ack, true, err
+	return cmd.Ack, cmd.reply, true, err
 }
 
 func (a *App) run(s *primus.Spark, cmd *command) error {
@@ -109,6 +116,9 @@ func (a *App) run(s *primus.Spark, cmd *command) error {
 					return fmt.Errorf("%w to join room %q", errForbidden, r)
 				}
 			}
+		}
+		if cmd.Recover || cmd.Since != nil {
+			return a.joinRecover(s, cmd) // history.go
 		}
 		return s.Join(cmd.Join...)
 	case cmd.Leave != nil:
@@ -171,13 +181,15 @@ func (a *App) validRooms(list []string) error {
 	return nil
 }
 
-func ackReply(ack json.RawMessage, err error) json.RawMessage {
+// ackReply is {"ack":V,"ok":true<reply>} or {"ack":V,"error":"..."}; reply
+// holds the fields a command adds (",\"offset\":...").
+func ackReply(ack json.RawMessage, err error, reply []byte) json.RawMessage {
 	b := append([]byte(`{"ack":`), ack...)
 	if err != nil {
 		msg, _ := json.Marshal(err.Error())
 		b = append(append(append(b, `,"error":`...), msg...), '}')
 	} else {
-		b = append(b, `,"ok":true}`...)
+		b = append(append(append(b, `,"ok":true`...), reply...), '}')
 	}
 	return b
 }

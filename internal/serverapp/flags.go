@@ -37,6 +37,14 @@ type Flags struct {
 	Security SecurityFlags
 	LameDuck LameDuckFlags
 	Redis    RedisFlags
+	History  HistoryFlags
+}
+
+// HistoryFlags keep room history (-history-size > 0).
+type HistoryFlags struct {
+	Size  int
+	TTL   time.Duration
+	Rooms []string // patterns; empty: every room
 }
 
 // HTTPFlags bounds what plain HTTP clients may hold.
@@ -136,6 +144,10 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Fl
 	f.str(&c.Redis.SentinelPassword, "sentinel-password", "", "Sentinel password")
 	f.str(&c.Redis.Mode, "redis-mode", "native", "native (per-room channels) or compat (primus-redis-rooms 0.3 wire format)")
 	f.str(&c.Redis.Channel, "channel", "primus", "Redis channel prefix")
+
+	f.int(&c.History.Size, "history-size", 0, "keep the last N writes of every room (or of the -history-rooms) with offsets, so that clients joining with recover get them in order and recover what they missed after a reconnect (0: no history; native mode)")
+	f.duration(&c.History.TTL, "history-ttl", 0, "how long a room's history is kept after its last write (0: 5m)")
+	f.list(&c.History.Rooms, "history-rooms", "rooms that keep history when -history-size is set (comma-separated, * matches any run of characters: chat:*,news); default every room")
 	if err := f.parse(args); err != nil {
 		return c, err
 	}
@@ -177,7 +189,7 @@ func (c *Flags) validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
-	return nil
+	return c.validateHistory()
 }
 
 // sources counts the Redis locations given.

@@ -50,6 +50,10 @@ func parseCommand(raw []byte, lim limits) (command, error) {
 			cmd.Publish, err = readPublish(dec, lim, false)
 		case "ack":
 			cmd.Ack, err = readRaw(dec)
+		case "recover":
+			cmd.Recover, err = readBool(dec, "recover")
+		case "since":
+			cmd.Since, err = readSince(dec) // history.go
 		default:
 			err = dec.SkipValue()
 		}

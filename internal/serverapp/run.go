@@ -152,6 +152,9 @@ func appOptions(cfg Flags, log *slog.Logger) (Options, error) {
 		MaxAPIRequests:      cfg.HTTP.MaxAPIRequests,
 		APIKey:              cfg.APIKey,
 		NodeTTL:             cfg.NodeTTL,
+		HistorySize:         cfg.History.Size,
+		HistoryTTL:          cfg.History.TTL,
+		HistoryRooms:        cfg.History.Rooms,
 		Broker:              broker,
 		Logger:              log,
 	}
