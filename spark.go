@@ -48,6 +48,8 @@ type Spark struct {
 	onEnd   []func(*Spark, CloseReason)
 	onError []func(*Spark, error)
 
+	emitter emitterState // primus-emitter events and acks (emitter.go)
+
 	out writer.Writer
 }
 
@@ -409,6 +411,7 @@ func (s *Spark) dispatch(d Data) {
 	open := s.state == stateOpen
 	s.mu.Unlock()
 	if open {
+		s.handleEvent(d) // primus-emitter packets (emitter.go), before the data handlers as in Primus
 		for _, fn := range handlers {
 			fn(s, d)
 		}
