@@ -50,7 +50,7 @@
 //   join(room, ack)             spark.join(room); ack(room)
 // and commands (data messages):
 //   {"cmd":"echo","data":X}     spark.write(X)
-//   {"cmd":"query"}             spark.write({"query": spark.query})
+//   {"cmd":"query"}             spark.write({"query": spark.query}), keys sorted
 //   {"cmd":"end"}               spark.end(): primus::server::close, no reconnect
 //   {"cmd":"reconnect"}         spark.end(undefined, {reconnect: true})
 //
@@ -268,7 +268,11 @@ function emitterEvents(spark) {
     if (!msg || typeof msg !== 'object' || typeof msg.cmd !== 'string') return;
     switch (msg.cmd) {
       case 'echo': spark.write(msg.data); break;
-      case 'query': spark.write({ query: spark.query }); break;
+      case 'query': // the keys sorted, as a Go server writes a map
+        var q = {};
+        Object.keys(spark.query).sort().forEach(function (k) { q[k] = spark.query[k]; });
+        spark.write({ query: q });
+        break;
       case 'end': spark.end(); break;
       case 'reconnect': spark.end(undefined, { reconnect: true }); break;
     }
