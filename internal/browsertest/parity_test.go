@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +150,34 @@ func TestParityPage(t *testing.T) {
 		}
 		checkParity(t, name, "node", want)
 		checkParity(t, name, "ours", got)
+	}
+}
+
+// TestClientAPIDocListsEveryEvent keeps docs/client-api.md true: every
+// event the parity page records, and every scenario that proves an entry,
+// has its place in the table.
+func TestClientAPIDocListsEveryEvent(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(RepoRoot(t), "docs", "client-api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)var EVENTS = \[(.*?)\];`).FindStringSubmatch(parityPage)
+	if m == nil {
+		t.Fatal("the parity page lists no EVENTS")
+	}
+	events := regexp.MustCompile(`'([^']+)'`).FindAllStringSubmatch(m[1], -1)
+	if len(events) < 20 {
+		t.Fatalf("only %d events on the page", len(events))
+	}
+	for _, e := range events {
+		if !strings.Contains(string(doc), "`"+e[1]+"`") {
+			t.Errorf("docs/client-api.md does not list the event %s", e[1])
+		}
+	}
+	for name := range parityWant {
+		if !regexp.MustCompile(`\[[a-zA-Z, ]*\b` + name + `\b`).Match(doc) {
+			t.Errorf("docs/client-api.md names no entry proved by the scenario %s", name)
+		}
 	}
 }
 
