@@ -1,0 +1,282 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"sync"
+)
+
+// Named events in the format of primus-emitter 3.1.1 (the server's
+// spark.send('news', ...) and primus.room(r).send(...), this module's
+// Spark.Send and Room.Send): {"type":0,"data":["news",args...]} for an
+// event, with "id":n when the sender wants an acknowledgement, answered by
+// {"id":n,"type":1,"data":[reply...]}.
+
+// ErrReservedEvent is returned by Send for an event name that Primus
+// reserves: names starting with "incoming::" or "outgoing::", the server
+// spark's own events (data, end, error, heartbeat, readyStateChange) and
+// the names of JavaScript's Object.prototype properties (toString, ...),
+// which a Primus server with primus-emitter drops; and names starting with
+// newListener or removeListener, which primus-emitter does not send.
+var ErrReservedEvent = errors.New("primus client: reserved event name")
+
+// ErrAckSent is returned by an acknowledgement function called again: only
+// the first call sends.
+var ErrAckSent = errors.New("primus client: acknowledgement already sent")
+
+// AckFunc receives the arguments of the server's acknowledgement of an
+// event sent with Send.
+type AckFunc func(args []json.RawMessage)
+
+// EventHandler handles an event from the server (see On).
+type EventHandler func(args []json.RawMessage, ack func(v ...any) error)
+
+type emitter struct {
+	mu       sync.Mutex
+	handlers map[string][]EventHandler
+	nextID   uint64 // ids of events sent, from 1, for the client's life (as the browser client's)
+	acks     map[uint64]AckFunc
+}
+
+var internalEvent = regexp.MustCompile(`^(incoming|outgoing)::`)
+
+var objectProtoNames = []string{"constructor", "__defineGetter__", "__defineSetter__", "hasOwnProperty",
+	"__lookupGetter__", "__lookupSetter__", "isPrototypeOf", "propertyIsEnumerable", "toString",
+	"valueOf", "__proto__", "toLocaleString"}
+
+// reservedByClient are the browser client's own events, which it never
+// takes from the server (primus.reserved()); the Go client drops them too.
+var reservedByClient = []string{"reconnect scheduled", "reconnect timeout", "readyStateChange",
+	"reconnect failed", "reconnected", "reconnect", "offline", "timeout", "destroy", "online",
+	"error", "close", "open", "data", "end"}
+
+var reservedBySpark = []string{"readyStateChange", "heartbeat", "error", "data", "end"}
+
+func reserved(name string, events []string) bool {
+	return internalEvent.MatchString(name) || slices.Contains(events, name) || slices.Contains(objectProtoNames, name)
+}
+
+var emitterIgnored = regexp.MustCompile(`^(newListener|removeListener)`)
+
+// On adds a handler for the server's events named event. Handlers run on
+// the connection's reader goroutine, in the order added, with the same
+// rules as Options.Handler (they must not block for long or call Close). An
+// event that has a handler is consumed: it does not reach Messages or
+// Options.Handler; events without one arrive there as ordinary messages.
+// ack is nil when the server asked for no acknowledgement; its first call
+// sends its values (JSON-encoded) to the server's callback. Events named
+// like the browser client's own events (open, data, end, reconnect, ...,
+// "incoming::" names) are dropped by the browser client and never reach
+// handlers here either.
+func (c *Client) On(event string, fn func(args []json.RawMessage, ack func(v ...any) error)) {
+	e := &c.emitter
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.handlers == nil {
+		e.handlers = make(map[string][]EventHandler)
+	}
+	e.handlers[event] = append(e.handlers[event], fn)
+}
+
+// Send sends the event to the server (spark.on(event, ...) there), its
+// arguments JSON-encoded, queued like Write. When the last argument is an
+// AckFunc (or a func([]json.RawMessage)) it is not sent but called with the
+// server's acknowledgement, if one comes, on the reader goroutine; pending
+// acknowledgements are kept until answered or the client ends (a server
+// that lost the connection in between never answers).
+func (c *Client) Send(event string, args ...any) error {
+	if reserved(event, reservedBySpark) || emitterIgnored.MatchString(event) {
+		return wrapErr("send", fmt.Errorf("%w %q", ErrReservedEvent, event))
+	}
+	var ack AckFunc
+	if n := len(args); n > 0 {
+		switch fn := args[n-1].(type) {
+		case AckFunc:
+			ack = fn
+		case func([]json.RawMessage):
+			ack = fn
+		}
+		if ack != nil {
+			args = args[:n-1]
+		}
+	}
+	p := struct {
+		Type int    `json:"type"`
+		Data []any  `json:"data"`
+		ID   uint64 `json:"id,omitempty"`
+	}{Data: append([]any{event}, args...)}
+	if ack == nil {
+		return c.Write(p)
+	}
+	if _, err := json.Marshal(p.Data); err != nil { // before an id is taken
+		return wrapErr("send", err)
+	}
+	e := &c.emitter
+	e.mu.Lock()
+	e.nextID++
+	p.ID = e.nextID
+	if e.acks == nil {
+		e.acks = make(map[uint64]AckFunc)
+	}
+	e.acks[p.ID] = ack
+	e.mu.Unlock()
+	err := c.Write(p)
+	if err != nil {
+		e.mu.Lock()
+		delete(e.acks, p.ID)
+		e.mu.Unlock()
+	}
+	return err
+}
+
+// handleEvent runs the handlers of an event packet or the AckFunc of an
+// acknowledgement, and reports whether it consumed the message.
+func (c *Client) handleEvent(b []byte) bool {
+	e := &c.emitter
+	e.mu.Lock()
+	active := len(e.handlers) > 0 || len(e.acks) > 0
+	e.mu.Unlock()
+	if !active {
+		return false
+	}
+	p, ok := decodePacket(b)
+	if !ok {
+		return false
+	}
+	if p.ack {
+		id, ok := ackKey(p.idNum)
+		if !ok {
+			return false
+		}
+		e.mu.Lock()
+		fn := e.acks[id]
+		delete(e.acks, id)
+		e.mu.Unlock()
+		if fn == nil {
+			return false
+		}
+		fn(p.args)
+		return true
+	}
+	if reserved(p.event, reservedByClient) {
+		return false
+	}
+	e.mu.Lock()
+	handlers := e.handlers[p.event]
+	e.mu.Unlock()
+	if len(handlers) == 0 {
+		return false
+	}
+	var ack func(v ...any) error
+	if p.id != nil {
+		ack = c.acker(p.id)
+	}
+	for _, fn := range handlers {
+		fn(p.args, ack)
+	}
+	return true
+}
+
+func (c *Client) acker(id json.RawMessage) func(v ...any) error {
+	var (
+		mu   sync.Mutex
+		sent bool
+	)
+	return func(v ...any) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if sent {
+			return wrapErr("ack", ErrAckSent)
+		}
+		sent = true
+		if v == nil {
+			v = []any{}
+		}
+		return c.Write(struct {
+			ID   json.RawMessage `json:"id"`
+			Type int             `json:"type"`
+			Data []any           `json:"data"`
+		}{id, 1, v})
+	}
+}
+
+type packet struct {
+	ack   bool
+	event string
+	args  []json.RawMessage
+	id    json.RawMessage // a truthy numeric id as JSON.stringify writes it; nil if none
+	idNum float64
+}
+
+// decodePacket takes a packet as primus-emitter's ondata does: an object
+// whose "data" is an array, whose "id", when truthy, is a number, and whose
+// "type" is the number 0 (event, named by a string first) or 1 (ack).
+func decodePacket(raw []byte) (packet, bool) {
+	var p packet
+	t := bytes.TrimLeft(raw, " \t\r\n")
+	if len(t) == 0 || t[0] != '{' {
+		return p, false
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(t, &obj) != nil {
+		return p, false
+	}
+	var data []json.RawMessage
+	if d, ok := obj["data"]; !ok || json.Unmarshal(d, &data) != nil || data == nil {
+		return p, false
+	}
+	if rawID, ok := obj["id"]; ok && truthy(rawID) {
+		var f float64
+		if json.Unmarshal(rawID, &f) != nil {
+			return p, false
+		}
+		enc, err := json.Marshal(f)
+		if err != nil {
+			return p, false
+		}
+		p.id, p.idNum = enc, f
+	}
+	var typ float64
+	if tv, ok := obj["type"]; !ok || json.Unmarshal(tv, &typ) != nil || (typ != 0 && typ != 1) {
+		return p, false
+	}
+	if typ == 1 {
+		p.ack, p.args = true, data
+		return p, true
+	}
+	if len(data) == 0 || json.Unmarshal(data[0], &p.event) != nil || bytes.TrimSpace(data[0])[0] != '"' {
+		return p, false
+	}
+	p.args = data[1:]
+	return p, true
+}
+
+func truthy(v json.RawMessage) bool {
+	var x any
+	if json.Unmarshal(v, &x) != nil {
+		return false
+	}
+	switch x := x.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case float64:
+		return x != 0
+	case string:
+		return x != ""
+	}
+	return true
+}
+
+func ackKey(f float64) (uint64, bool) {
+	if f < 1 || f > 1<<53 || f != math.Trunc(f) {
+		return 0, false
+	}
+	return uint64(f), true
+}
