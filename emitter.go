@@ -1,13 +1,12 @@
 package primus
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"regexp"
 	"sync"
+
+	"github.com/primusgo/primus/internal/protocol"
 )
 
 // Events in the format of primus-emitter 3.1.1, the plugin that Primus
@@ -43,11 +42,6 @@ type EventHandler func(s *Spark, args []json.RawMessage, ack func(v ...any) erro
 // with Spark.Send. It runs on the spark's reader goroutine.
 type AckFunc func(args []json.RawMessage)
 
-const (
-	packetEvent = 0
-	packetAck   = 1
-)
-
 // eventPacket is primus-emitter's event packet; the fields are in the order
 // JSON.stringify writes them, so the bytes are the Node plugin's.
 type eventPacket struct {
@@ -77,41 +71,13 @@ func (e *emitterState) active() bool {
 	return len(e.handlers) > 0 || len(e.acks) > 0
 }
 
-// objectProtoNames are the properties of JavaScript's Object.prototype:
-// primus-emitter tests reserved names with `name in reserved.events`, which
-// also finds these, so the originals drop events named like them.
-var objectProtoNames = []string{"constructor", "__defineGetter__", "__defineSetter__", "hasOwnProperty",
-	"__lookupGetter__", "__lookupSetter__", "isPrototypeOf", "propertyIsEnumerable", "toString",
-	"valueOf", "__proto__", "toLocaleString"}
-
-var internalEvent = regexp.MustCompile(`^(incoming|outgoing)::`)
-
-func reservedIn(name string, events []string) bool {
-	if internalEvent.MatchString(name) {
-		return true
-	}
-	for _, e := range events {
-		if name == e {
-			return true
-		}
-	}
-	for _, e := range objectProtoNames {
-		if name == e {
-			return true
-		}
-	}
-	return false
-}
-
 // ReservedSparkEvent reports whether a server-side Primus spark reserves the
 // event name (spark.reserved() of Primus 8): "incoming::" and "outgoing::"
 // names, readyStateChange, heartbeat, error, data, end, and, as the
 // original's `in` test finds them, the names of Object.prototype's
 // properties (toString, constructor, __proto__, ...). Events with such
 // names from clients are dropped: Spark.OnEvent handlers for them never run.
-func ReservedSparkEvent(name string) bool {
-	return reservedIn(name, []string{"readyStateChange", "heartbeat", "error", "data", "end"})
-}
+func ReservedSparkEvent(name string) bool { return protocol.ReservedSparkEvent(name) }
 
 // ReservedClientEvent reports whether a Primus client (primus.reserved() in
 // the browser) reserves the event name: the client events (open, data,
@@ -121,12 +87,8 @@ func ReservedSparkEvent(name string) bool {
 // with newListener or removeListener are refused too, as primus-emitter's
 // send ignores them.
 func ReservedClientEvent(name string) bool {
-	return reservedIn(name, []string{"reconnect scheduled", "reconnect timeout", "readyStateChange",
-		"reconnect failed", "reconnected", "reconnect", "offline", "timeout", "destroy", "online",
-		"error", "close", "open", "data", "end"}) || emitterIgnored.MatchString(name)
+	return protocol.ReservedClientEvent(name) || protocol.EmitterIgnores(name)
 }
-
-var emitterIgnored = regexp.MustCompile(`^(newListener|removeListener)`)
 
 func checkEvent(event string) error {
 	if ReservedClientEvent(event) {
@@ -182,7 +144,7 @@ func (s *Spark) Send(event string, args ...any) error {
 			args = args[:n-1]
 		}
 	}
-	p := eventPacket{Type: packetEvent, Data: eventData(event, args)}
+	p := eventPacket{Type: protocol.PacketEvent, Data: eventData(event, args)}
 	if ack == nil {
 		return s.Write(p)
 	}
@@ -222,7 +184,7 @@ func (r Room) Send(event string, args ...any) error {
 	if err := checkEvent(event); err != nil {
 		return err
 	}
-	return r.Write(eventPacket{Type: packetEvent, Data: eventData(event, args)})
+	return r.Write(eventPacket{Type: protocol.PacketEvent, Data: eventData(event, args)})
 }
 
 // Send sends the event to every local spark (primus-emitter's
@@ -231,7 +193,7 @@ func (srv *Server) Send(event string, args ...any) error {
 	if err := checkEvent(event); err != nil {
 		return err
 	}
-	return srv.Write(eventPacket{Type: packetEvent, Data: eventData(event, args)})
+	return srv.Write(eventPacket{Type: protocol.PacketEvent, Data: eventData(event, args)})
 }
 
 // handleEvent runs the emitter on a data message before the data handlers:
@@ -241,31 +203,13 @@ func (s *Spark) handleEvent(d Data) {
 	if d.binary || !s.emitter.active() {
 		return
 	}
-	p, ok := decodePacket(d.raw)
+	p, ok := protocol.DecodePacket(d.raw)
 	if !ok {
 		return
 	}
 	e := &s.emitter
-	switch p.typ {
-	case packetEvent:
-		if ReservedSparkEvent(p.event) {
-			return
-		}
-		e.mu.Lock()
-		handlers := e.handlers[p.event]
-		e.mu.Unlock()
-		if len(handlers) == 0 {
-			return
-		}
-		var ack func(v ...any) error
-		if p.id != nil {
-			ack = s.acker(p.id)
-		}
-		for _, fn := range handlers {
-			fn(s, p.args, ack)
-		}
-	case packetAck:
-		id, ok := ackKey(p.idNum)
+	if p.Ack {
+		id, ok := protocol.AckKey(p.IDNum)
 		if !ok {
 			return
 		}
@@ -274,8 +218,25 @@ func (s *Spark) handleEvent(d Data) {
 		delete(e.acks, id)
 		e.mu.Unlock()
 		if fn != nil {
-			fn(p.args)
+			fn(p.Args)
 		}
+		return
+	}
+	if ReservedSparkEvent(p.Event) {
+		return
+	}
+	e.mu.Lock()
+	handlers := e.handlers[p.Event]
+	e.mu.Unlock()
+	if len(handlers) == 0 {
+		return
+	}
+	var ack func(v ...any) error
+	if p.ID != nil {
+		ack = s.acker(p.ID)
+	}
+	for _, fn := range handlers {
+		fn(s, p.Args, ack)
 	}
 }
 
@@ -295,97 +256,6 @@ func (s *Spark) acker(id json.RawMessage) func(v ...any) error {
 		if v == nil {
 			v = []any{}
 		}
-		return s.Write(ackPacket{ID: id, Type: packetAck, Data: v})
+		return s.Write(ackPacket{ID: id, Type: protocol.PacketAck, Data: v})
 	}
-}
-
-// packet is a decoded primus-emitter packet.
-type packet struct {
-	typ   int
-	event string // for events: the name (only string names are taken)
-	args  []json.RawMessage
-	id    json.RawMessage // a truthy numeric id, re-encoded as JavaScript writes it; nil if none
-	idNum float64
-}
-
-// decodePacket decodes a primus-emitter packet the way the plugin's ondata
-// takes one: an object whose "data" is an array, whose "id", when truthy,
-// is a number, and whose "type" is the number 0 or 1. It never panics on
-// hostile input (the size is bounded by MaxLength before this).
-func decodePacket(raw []byte) (packet, bool) {
-	var p packet
-	t := bytes.TrimLeft(raw, " \t\r\n")
-	if len(t) == 0 || t[0] != '{' {
-		return p, false
-	}
-	var obj map[string]json.RawMessage // exact keys, the last of duplicates wins: JSON.parse's rules
-	if json.Unmarshal(t, &obj) != nil {
-		return p, false
-	}
-	var data []json.RawMessage
-	if d, ok := obj["data"]; !ok || json.Unmarshal(d, &data) != nil || data == nil {
-		return p, false
-	}
-	if rawID, ok := obj["id"]; ok && truthy(rawID) {
-		var f float64
-		if json.Unmarshal(rawID, &f) != nil { // a truthy id that is not a number
-			return p, false
-		}
-		enc, err := json.Marshal(f) // JSON.stringify's spelling of the number
-		if err != nil {
-			return p, false
-		}
-		p.id, p.idNum = enc, f
-	}
-	var typ float64
-	// A number 0 or 1 (the plugin switches with ===: "0" is no type).
-	if tv, ok := obj["type"]; !ok || json.Unmarshal(tv, &typ) != nil || (typ != packetEvent && typ != packetAck) {
-		return p, false
-	}
-	p.typ = int(typ)
-	if p.typ == packetAck {
-		p.args = data
-		return p, true
-	}
-	if len(data) == 0 {
-		return p, false
-	}
-	var name any
-	if json.Unmarshal(data[0], &name) != nil {
-		return p, false
-	}
-	s, ok := name.(string)
-	if !ok {
-		return p, false
-	}
-	p.event, p.args = s, data[1:]
-	return p, true
-}
-
-// truthy is JavaScript's truthiness of a JSON value.
-func truthy(v json.RawMessage) bool {
-	var x any
-	if json.Unmarshal(v, &x) != nil {
-		return false
-	}
-	switch x := x.(type) {
-	case nil:
-		return false
-	case bool:
-		return x
-	case float64:
-		return x != 0
-	case string:
-		return x != ""
-	}
-	return true
-}
-
-// ackKey maps an acknowledgement's id to the key of a pending AckFunc (the
-// original looks it up as acks[id], so 1 and 1.0 are the same).
-func ackKey(f float64) (uint64, bool) {
-	if f < 1 || f > 1<<53 || f != math.Trunc(f) {
-		return 0, false
-	}
-	return uint64(f), true
 }

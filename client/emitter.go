@@ -1,14 +1,12 @@
 package client
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"regexp"
-	"slices"
 	"sync"
+
+	"github.com/primusgo/primus/internal/protocol"
 )
 
 // Named events in the format of primus-emitter 3.1.1 (the server's
@@ -43,26 +41,6 @@ type emitter struct {
 	acks     map[uint64]AckFunc
 }
 
-var internalEvent = regexp.MustCompile(`^(incoming|outgoing)::`)
-
-var objectProtoNames = []string{"constructor", "__defineGetter__", "__defineSetter__", "hasOwnProperty",
-	"__lookupGetter__", "__lookupSetter__", "isPrototypeOf", "propertyIsEnumerable", "toString",
-	"valueOf", "__proto__", "toLocaleString"}
-
-// reservedByClient are the browser client's own events, which it never
-// takes from the server (primus.reserved()); the Go client drops them too.
-var reservedByClient = []string{"reconnect scheduled", "reconnect timeout", "readyStateChange",
-	"reconnect failed", "reconnected", "reconnect", "offline", "timeout", "destroy", "online",
-	"error", "close", "open", "data", "end"}
-
-var reservedBySpark = []string{"readyStateChange", "heartbeat", "error", "data", "end"}
-
-func reserved(name string, events []string) bool {
-	return internalEvent.MatchString(name) || slices.Contains(events, name) || slices.Contains(objectProtoNames, name)
-}
-
-var emitterIgnored = regexp.MustCompile(`^(newListener|removeListener)`)
-
 // On adds a handler for the server's events named event. Handlers run on
 // the connection's reader goroutine, in the order added, with the same
 // rules as Options.Handler (they must not block for long or call Close). An
@@ -90,7 +68,7 @@ func (c *Client) On(event string, fn func(args []json.RawMessage, ack func(v ...
 // acknowledgements are kept until answered or the client ends (a server
 // that lost the connection in between never answers).
 func (c *Client) Send(event string, args ...any) error {
-	if reserved(event, reservedBySpark) || emitterIgnored.MatchString(event) {
+	if protocol.ReservedSparkEvent(event) || protocol.EmitterIgnores(event) {
 		return wrapErr("send", fmt.Errorf("%w %q", ErrReservedEvent, event))
 	}
 	var ack AckFunc
@@ -144,12 +122,12 @@ func (c *Client) handleEvent(b []byte) bool {
 	if !active {
 		return false
 	}
-	p, ok := decodePacket(b)
+	p, ok := protocol.DecodePacket(b)
 	if !ok {
 		return false
 	}
-	if p.ack {
-		id, ok := ackKey(p.idNum)
+	if p.Ack {
+		id, ok := protocol.AckKey(p.IDNum)
 		if !ok {
 			return false
 		}
@@ -160,24 +138,24 @@ func (c *Client) handleEvent(b []byte) bool {
 		if fn == nil {
 			return false
 		}
-		fn(p.args)
+		fn(p.Args)
 		return true
 	}
-	if reserved(p.event, reservedByClient) {
+	if protocol.ReservedClientEvent(p.Event) {
 		return false
 	}
 	e.mu.Lock()
-	handlers := e.handlers[p.event]
+	handlers := e.handlers[p.Event]
 	e.mu.Unlock()
 	if len(handlers) == 0 {
 		return false
 	}
 	var ack func(v ...any) error
-	if p.id != nil {
-		ack = c.acker(p.id)
+	if p.ID != nil {
+		ack = c.acker(p.ID)
 	}
 	for _, fn := range handlers {
-		fn(p.args, ack)
+		fn(p.Args, ack)
 	}
 	return true
 }
@@ -201,82 +179,6 @@ func (c *Client) acker(id json.RawMessage) func(v ...any) error {
 			ID   json.RawMessage `json:"id"`
 			Type int             `json:"type"`
 			Data []any           `json:"data"`
-		}{id, 1, v})
+		}{id, protocol.PacketAck, v})
 	}
-}
-
-type packet struct {
-	ack   bool
-	event string
-	args  []json.RawMessage
-	id    json.RawMessage // a truthy numeric id as JSON.stringify writes it; nil if none
-	idNum float64
-}
-
-// decodePacket takes a packet as primus-emitter's ondata does: an object
-// whose "data" is an array, whose "id", when truthy, is a number, and whose
-// "type" is the number 0 (event, named by a string first) or 1 (ack).
-func decodePacket(raw []byte) (packet, bool) {
-	var p packet
-	t := bytes.TrimLeft(raw, " \t\r\n")
-	if len(t) == 0 || t[0] != '{' {
-		return p, false
-	}
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(t, &obj) != nil {
-		return p, false
-	}
-	var data []json.RawMessage
-	if d, ok := obj["data"]; !ok || json.Unmarshal(d, &data) != nil || data == nil {
-		return p, false
-	}
-	if rawID, ok := obj["id"]; ok && truthy(rawID) {
-		var f float64
-		if json.Unmarshal(rawID, &f) != nil {
-			return p, false
-		}
-		enc, err := json.Marshal(f)
-		if err != nil {
-			return p, false
-		}
-		p.id, p.idNum = enc, f
-	}
-	var typ float64
-	if tv, ok := obj["type"]; !ok || json.Unmarshal(tv, &typ) != nil || (typ != 0 && typ != 1) {
-		return p, false
-	}
-	if typ == 1 {
-		p.ack, p.args = true, data
-		return p, true
-	}
-	if len(data) == 0 || json.Unmarshal(data[0], &p.event) != nil || bytes.TrimSpace(data[0])[0] != '"' {
-		return p, false
-	}
-	p.args = data[1:]
-	return p, true
-}
-
-func truthy(v json.RawMessage) bool {
-	var x any
-	if json.Unmarshal(v, &x) != nil {
-		return false
-	}
-	switch x := x.(type) {
-	case nil:
-		return false
-	case bool:
-		return x
-	case float64:
-		return x != 0
-	case string:
-		return x != ""
-	}
-	return true
-}
-
-func ackKey(f float64) (uint64, bool) {
-	if f < 1 || f > 1<<53 || f != math.Trunc(f) {
-		return 0, false
-	}
-	return uint64(f), true
 }
