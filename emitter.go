@@ -57,12 +57,18 @@ type ackPacket struct {
 	Data []any           `json:"data"`
 }
 
+// maxPendingAcks bounds the acknowledgements a spark waits for: a client
+// that never answers would otherwise grow them for the connection's life.
+// Beyond it the oldest is forgotten (its AckFunc never runs).
+const maxPendingAcks = 1024
+
 // emitterState is a spark's part of the emitter: handlers and pending acks.
 type emitterState struct {
 	mu       sync.Mutex
 	handlers map[string][]EventHandler
 	nextID   uint64
 	acks     map[uint64]AckFunc
+	oldest   uint64 // no pending ack has a smaller id
 }
 
 func (e *emitterState) active() bool {
@@ -124,7 +130,8 @@ func (s *Spark) OnEvent(name string, fn func(s *Spark, args []json.RawMessage, a
 // JSON-encoded; when the last one is an AckFunc (or a
 // func([]json.RawMessage)) it is not sent but called with the client's
 // acknowledgement, if one comes, as primus-emitter does with a callback
-// last. Pending acknowledgements are forgotten when the spark closes.
+// last. Pending acknowledgements are forgotten when the spark closes, and
+// the oldest beyond 1024 waiting (the client does not answer them).
 //
 // It returns ErrReservedEvent for a name that clients reserve, and the
 // errors of Write.
@@ -158,6 +165,14 @@ func (s *Spark) Send(event string, args ...any) error {
 	id := e.nextID
 	if e.acks == nil {
 		e.acks = make(map[uint64]AckFunc)
+	}
+	for len(e.acks) >= maxPendingAcks { // ids only grow: amortised O(1)
+		_, ok := e.acks[e.oldest]
+		delete(e.acks, e.oldest)
+		e.oldest++
+		if ok {
+			break
+		}
 	}
 	e.acks[id] = ack
 	e.mu.Unlock()

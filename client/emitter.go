@@ -34,11 +34,18 @@ type AckFunc func(args []json.RawMessage)
 // EventHandler handles an event from the server (see On).
 type EventHandler func(args []json.RawMessage, ack func(v ...any) error)
 
+// maxPendingAcks bounds the acknowledgements the client waits for: a
+// server that never answers (or the spark of a lost connection) would
+// otherwise grow them for the client's life. Beyond it the oldest is
+// forgotten (its AckFunc never runs).
+const maxPendingAcks = 1024
+
 type emitter struct {
 	mu       sync.Mutex
 	handlers map[string][]EventHandler
 	nextID   uint64 // ids of events sent, from 1, for the client's life (as the browser client's)
 	acks     map[uint64]AckFunc
+	oldest   uint64 // no pending ack has a smaller id
 }
 
 // On adds a handler for the server's events named event. Handlers run on
@@ -66,7 +73,8 @@ func (c *Client) On(event string, fn func(args []json.RawMessage, ack func(v ...
 // AckFunc (or a func([]json.RawMessage)) it is not sent but called with the
 // server's acknowledgement, if one comes, on the reader goroutine; pending
 // acknowledgements are kept until answered or the client ends (a server
-// that lost the connection in between never answers).
+// that lost the connection in between never answers), at most 1024: beyond
+// that the oldest is forgotten.
 func (c *Client) Send(event string, args ...any) error {
 	if protocol.ReservedSparkEvent(event) || protocol.EmitterIgnores(event) {
 		return wrapErr("send", fmt.Errorf("%w %q", ErrReservedEvent, event))
@@ -100,6 +108,14 @@ func (c *Client) Send(event string, args ...any) error {
 	p.ID = e.nextID
 	if e.acks == nil {
 		e.acks = make(map[uint64]AckFunc)
+	}
+	for len(e.acks) >= maxPendingAcks { // ids only grow: amortised O(1)
+		_, ok := e.acks[e.oldest]
+		delete(e.acks, e.oldest)
+		e.oldest++
+		if ok {
+			break
+		}
 	}
 	e.acks[p.ID] = ack
 	e.mu.Unlock()
