@@ -341,3 +341,59 @@ func BenchmarkRemoteJoin(b *testing.B) {
 		}
 	}
 }
+
+// A forged answer cannot make a call hold more than maxCallBytes of names:
+// pages of few, long room names are refused by their bytes, not only by
+// their count of items.
+func TestClusterAnswerBytesBounded(t *testing.T) {
+	srvs, _ := detachedCluster(t, 2)
+	c := srvs[0].cluster
+	h := clusterHandler{c}
+	p := &pendingCall{c: c, id: "big", op: opSizes, expect: map[string]bool{"n1": true}, nodes: map[string]*nodeAnswer{}, remaining: 1, done: make(chan struct{})}
+	c.mu.Lock()
+	c.pending["big"] = p
+	c.mu.Unlock()
+	defer func() { c.mu.Lock(); delete(c.pending, "big"); c.mu.Unlock() }()
+	const perPage = 15 // rooms of maxWireRoom bytes: just under MaxNodeMessage
+	pages := maxCallBytes/(perPage*maxWireRoom) + 2
+	for seq := range pages {
+		sizes := make(map[string]int64, perPage)
+		for i := range perPage {
+			name := fmt.Sprintf("%06d-%02d-", seq, i)
+			sizes[name+strings.Repeat("r", maxWireRoom-len(name))] = 1
+		}
+		b, err := json.Marshal(nodeMessage{V: 1, T: msgResponse, From: "n1", ID: "big", Seq: int64(seq), Sizes: sizes})
+		if err != nil || len(b) > MaxNodeMessage {
+			t.Fatalf("page of %d bytes: %v", len(b), err)
+		}
+		h.HandleNodeMessage(b)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	na := p.nodes["n1"]
+	if na == nil || na.err != "answer too large" {
+		t.Fatalf("n1's answer after %d pages of %d long names: not refused", pages, perPage)
+	}
+	held := 0
+	for room := range na.sizes {
+		held += len(room)
+	}
+	if held > maxCallBytes {
+		t.Fatalf("the call holds %d bytes of room names (bound %d)", held, maxCallBytes)
+	}
+}
+
+// Empty pages count as items: a forged stream of them cannot grow a call's
+// page bookkeeping past maxCallItems.
+func TestClusterEmptyPagesBounded(t *testing.T) {
+	srvs, _ := detachedCluster(t, 2)
+	c := srvs[0].cluster
+	p := &pendingCall{c: c, id: "empty", op: opCount, expect: map[string]bool{"n1": true}, nodes: map[string]*nodeAnswer{}, remaining: 1, done: make(chan struct{}),
+		items: maxCallItems - 10}
+	for seq := range int64(20) {
+		p.add(&nodeMessage{V: 1, T: msgResponse, From: "n1", ID: "empty", Seq: seq}, true)
+	}
+	if na := p.nodes["n1"]; na == nil || na.err != "answer too large" || len(na.seen) > 11 {
+		t.Fatalf("n1's answer: %+v", na)
+	}
+}

@@ -19,6 +19,9 @@ const (
 	// maxCallItems bounds what one call accumulates (ids or rooms over
 	// all nodes): a forged answer cannot exhaust memory.
 	maxCallItems = 4 << 20
+	// maxCallBytes bounds the bytes of those ids and room names: a page
+	// of few but long names must not add up to gigabytes either.
+	maxCallBytes = 128 << 20
 	// maxExtraNodes bounds the answering nodes that were not in the
 	// snapshot.
 	maxExtraNodes = 64
@@ -54,6 +57,7 @@ type pendingCall struct {
 	remaining int // expected nodes without a complete answer
 	extra     int
 	items     int
+	bytes     int   // of the ids and room names taken
 	members   int64 // opCount: members reported so far
 	abortErr  error
 	finished  bool
@@ -102,13 +106,22 @@ func (p *pendingCall) add(m *nodeMessage, live bool) {
 		p.completeLocked(m.From, na)
 		return
 	}
-	n := len(m.IDs) + len(m.Sizes)
-	if p.items+n > maxCallItems {
+	// A page counts as one item at least: empty pages cannot pile up
+	// in na.seen either.
+	n, size := max(1, len(m.IDs)+len(m.Sizes)), 0
+	for _, id := range m.IDs {
+		size += len(id)
+	}
+	for room := range m.Sizes {
+		size += len(room)
+	}
+	if p.items+n > maxCallItems || p.bytes+size > maxCallBytes {
 		na.err = "answer too large"
 		p.completeLocked(m.From, na)
 		return
 	}
 	p.items += n
+	p.bytes += size
 	switch p.op {
 	case opClients:
 		if len(m.IDs) > 0 {

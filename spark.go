@@ -52,6 +52,8 @@ type Spark struct {
 	over   bool
 	overCh chan struct{}
 
+	emitter emitterState // primus-emitter events and acks (emitter.go)
+
 	out writer.Writer
 
 	hist sparkHistory // history reads (history.go)
@@ -421,6 +423,7 @@ func (s *Spark) dispatch(d Data) {
 	open := s.state == stateOpen
 	s.mu.Unlock()
 	if open {
+		s.handleEvent(d) // primus-emitter packets (emitter.go), before the data handlers as in Primus
 		for _, fn := range handlers {
 			fn(s, d)
 		}

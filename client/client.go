@@ -47,6 +47,8 @@ type Client struct {
 	endErr     error
 
 	stats stats
+
+	emitter emitter // named events and acks (emitter.go)
 }
 
 type flusher struct {

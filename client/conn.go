@@ -158,6 +158,10 @@ func (cn *conn) handle(typ websocket.MessageType, b []byte) bool {
 		cn.serverClose = true
 	case protocol.KindIgnored:
 	default:
+		if c.handleEvent(b) { // an event with a handler, or an awaited ack
+			c.stats.received.Add(1)
+			return true
+		}
 		return cn.deliver(Message{Data: b})
 	}
 	return true

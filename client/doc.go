@@ -68,6 +68,20 @@
 // Messages channel (Options.MessageBuffer) applies backpressure to the
 // connection: see Messages. Options.Handler is the callback alternative.
 //
+// # Named events
+//
+// Servers with primus-emitter (Node) or this module's Spark.Send and
+// Room.Send send named events; the browser's primus.send sends them to
+// the server. Send and On speak that format (see emitter.go):
+//
+//	c.On("news", func(args []json.RawMessage, ack func(v ...any) error) {
+//		// args are the event's arguments; ack is nil unless the server asked for one
+//	})
+//	c.Send("join", "lobby", client.AckFunc(func(reply []json.RawMessage) { ... }))
+//
+// An event that has a handler is consumed (it does not also arrive in
+// Messages); handlers run on the reader goroutine like Options.Handler.
+//
 // # Differences from the JavaScript client
 //
 //   - Dial makes one attempt and reports its error; reconnecting starts only

@@ -274,7 +274,7 @@ func TestClientAgainstServer(t *testing.T) {
 		Exec(t, tab, `window.p = track(new Primus(location.origin, {reconnect: {min: 10}}));
 			p.on('open', function () { p.write({cmd: 'end'}); });`)
 		WaitFor(t, tab, wait, `count('end') === 1`, "end")
-		check(t, tab, `count('close') === 1 && count('reconnect scheduled') === 0 && Object.keys(p._timers).length === 0`)
+		check(t, tab, `count('close') === 1 && count('reconnect scheduled') === 0 && Object.keys(p.timers.timers).length === 0`)
 		j.await(t, "the disconnection", func() bool { return len(j.discs) == 1 && strings.HasSuffix(j.discs[0], ":ended") })
 	})
 

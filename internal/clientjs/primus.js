@@ -1,54 +1,39 @@
 /*!
  * primus.js - browser client for github.com/primusgo/primus.
  *
- * Speaks the Primus 8 wire protocol (websockets transformer, JSON parser) and
- * offers the familiar subset of the Primus 8.0.9 client API. Written from
- * scratch; plain ES5 plus the browser's WebSocket and URL, no dependencies.
+ * Speaks the Primus 8 wire protocol (websockets transformer, JSON parser)
+ * and has the Primus 8.0.9 client API, with primus-emitter 3.1.1's
+ * primus.send / primus.on(event) built in. Written from scratch (no Primus
+ * code); plain ES5 plus the browser's WebSocket and URL, no dependencies.
  *
  *   var primus = new Primus('https://example.com/?token=abc', { reconnect: { retries: 5 } });
  *   primus.on('open', function () { primus.write({ join: 'room' }); });
  *   primus.on('data', function (data) { console.log(data); });
+ *   primus.on('news', function (text) { console.log(text); });     // spark.send('news', text)
+ *   primus.send('hello', 'world', function (reply) { ... });        // spark.on('hello', ...)
  *
- * Protocol: one WebSocket text frame of JSON per message. The server pings
- * with "primus::ping::<x>", we answer "primus::pong::<x>". "primus::id::"
- * asks for the spark id, answered by "primus::id::<id>". "primus::server::close"
- * announces an intentional close after which we do not reconnect. Other
- * "primus::server::*" are swallowed; other "primus::*" strings are data.
+ * It follows the original event for event: the same public and internal
+ * events ("outgoing::open", "incoming::open", "outgoing::url",
+ * "incoming::data", "outgoing::data", "incoming::end", "incoming::error",
+ * "incoming::ping", "outgoing::pong", "outgoing::reconnect",
+ * "outgoing::end", "readyStateChange"), emitted in the same order with the
+ * same arguments, because it is built the same way: the internal events
+ * drive the state machine, and the WebSocket transport listens to them.
+ * docs/client-api.md lists every method, option and event with its status;
+ * internal/browsertest runs the same pages against this client and the
+ * original (served by Node) and compares the recorded events.
  *
- * Decisions (where the original is vague, odd, or deliberately not followed):
- *  - The pathname of the URL given to the constructor is ignored; the pathname
- *    compiled in by the server is used. The query string is kept, any
- *    `_primuscb` in it is replaced by a fresh cache buster on every connect.
- *    http/https map to ws/wss. User info in the URL is not used.
- *  - Ping timeout (no ping within `pingTimeout` after open or the last ping,
- *    default compiled in = 1.5 x the server's pingInterval): like Primus we
- *    emit `offline` (once; `online` follows on the next successful open),
- *    then close the socket and take the unexpected-disconnect path: `close`,
- *    then `reconnect scheduled`... if the strategy contains "disconnect",
- *    else `end`.
- *  - `close` is emitted each time the client leaves the OPEN state; a
- *    connection that never opened produces no `close`. `end` is emitted once,
- *    when the client stops for good (end(), server close, reconnect failed,
- *    no strategy allowing a retry). `open()` after `end` starts afresh.
- *  - The first connection failing before it opens (error/close, or the
- *    `timeout` expiring) is retried when the strategy contains "timeout",
- *    otherwise the client ends. On `timeout` the pending socket is dropped at
- *    once.
- *  - Errors of reconnect attempts are not emitted as `error`; they count as a
- *    failed attempt (`reconnect scheduled` for the next one, or
- *    `reconnect failed` + `end` after `retries`).
- *  - Browser `offline`: emit `offline`, drop the connection (`close` if it was
- *    open) and any reconnect in progress; with "online" in the strategy we
- *    reconnect on the browser's `online` event, otherwise we end.
- *  - Writes while not OPEN (before open, during reconnects) are queued and
- *    flushed in order on the next open; `queueSize` bounds the queue (oldest
- *    dropped, 0 disables queueing). A value JSON cannot encode (circular) emits
- *    `error`; `undefined` sends nothing. U+2028/U+2029 are sent escaped.
- *  - Binary frames are delivered as `data` with an ArrayBuffer (both args).
- *  - No transports other than WebSocket, no message transformers, no plugins;
- *    reconnect durations must be numbers (ms). `ping`/`pong` options throw as
- *    in Primus 8. `options.WebSocket` may supply a WebSocket constructor (for
- *    non-browser use).
+ * Where it deliberately differs from the original (each is a bug there):
+ *  - end() also stops a reconnect attempt in progress (the original's
+ *    attempt timer could reopen an ended client 30 s later).
+ *  - After `reconnect failed` a still pending socket of the last attempt
+ *    that opens later is closed (the original then went OPEN after `end`).
+ *  - primus-emitter: a message that is null or undefined is data, not a
+ *    TypeError thrown from the `data` listener.
+ *  - `options.WebSocket` may supply the WebSocket constructor; only the
+ *    websockets transport exists; `transport` options are ignored (browsers
+ *    take none); the context checks ("Primus#write's context should...")
+ *    are not made.
  */
 (function (root, factory) {
   var Primus = factory(root);
@@ -64,75 +49,324 @@
   // Values compiled in by the server (Go: internal/clientjs.Build rewrites this line).
   var compiled = {"pathname":"/primus","version":"8.0.9","pingTimeout":45000}; //@@compiled@@
 
-  var OPENING = 1, CLOSED = 2, OPEN = 3;
-  var MAX_DELAY = 2147483647; // setTimeout fires at once for larger delays
+  var has = Object.prototype.hasOwnProperty;
+  var slice = Array.prototype.slice;
+  function noop() {}
 
-  function now() { return new Date().getTime(); }
+  // --- EventEmitter (eventemitter3's semantics) -----------------------------
+  // Listeners run in the order added, over a snapshot; `once` listeners are
+  // removed before they run; listeners(event) lists the functions.
+  function EventEmitter() {}
 
-  // --- minimal event emitter -----------------------------------------------
-  function Emitter() {}
+  function listenersOf(ee, event) {
+    return ee._events && has.call(ee._events, event) ? ee._events[event] : null;
+  }
 
-  Emitter.prototype.on = function on(event, fn) {
-    var events = this._events || (this._events = {});
-    (events[event] || (events[event] = [])).push(fn);
-    return this;
+  EventEmitter.prototype.eventNames = function eventNames() {
+    var names = [], name;
+    for (name in this._events) if (has.call(this._events, name)) names.push(name);
+    return names;
   };
-  Emitter.prototype.addListener = Emitter.prototype.on;
 
-  Emitter.prototype.once = function once(event, fn) {
-    var self = this;
-    function wrapper() {
-      self.removeListener(event, wrapper);
-      return fn.apply(this, arguments);
+  EventEmitter.prototype.listeners = function listeners(event) {
+    var list = listenersOf(this, event) || [], out = [], i;
+    for (i = 0; i < list.length; i++) out.push(list[i].fn);
+    return out;
+  };
+
+  EventEmitter.prototype.listenerCount = function listenerCount(event) {
+    var list = listenersOf(this, event);
+    return list ? list.length : 0;
+  };
+
+  EventEmitter.prototype.emit = function emit(event) {
+    var list = listenersOf(this, event), args, i, l;
+    if (!list) return false;
+    args = slice.call(arguments, 1);
+    for (i = 0; i < list.length; i++) {
+      l = list[i];
+      if (l.once) this.removeListener(event, l.fn, undefined, true);
+      l.fn.apply(l.context, args);
     }
-    wrapper.listener = fn;
-    return this.on(event, wrapper);
+    return true;
   };
 
-  // removeListener(event, fn) removes fn (also when added with once);
-  // removeListener(event) removes all listeners of the event.
-  Emitter.prototype.removeListener = function removeListener(event, fn) {
-    var list = this._events && this._events[event], keep = [], i;
+  function addListener(ee, event, fn, context, once) {
+    if (typeof fn !== 'function') throw new TypeError('The listener must be a function');
+    if (!ee._events) ee._events = {};
+    var list = listenersOf(ee, event);
+    var l = { fn: fn, context: context || ee, once: once };
+    // A new array: an emit in progress keeps iterating its snapshot.
+    ee._events[event] = list ? list.concat([l]) : [l];
+    return ee;
+  }
+
+  EventEmitter.prototype.on = function on(event, fn, context) {
+    return addListener(this, event, fn, context, false);
+  };
+  EventEmitter.prototype.addListener = EventEmitter.prototype.on;
+
+  EventEmitter.prototype.once = function once(event, fn, context) {
+    return addListener(this, event, fn, context, true);
+  };
+
+  EventEmitter.prototype.removeListener = function removeListener(event, fn, context, once) {
+    var list = listenersOf(this, event), keep = [], i, l;
     if (!list) return this;
-    if (fn) {
-      for (i = 0; i < list.length; i++) {
-        if (list[i] !== fn && list[i].listener !== fn) keep.push(list[i]);
-      }
+    if (!fn) {
+      delete this._events[event];
+      return this;
+    }
+    for (i = 0; i < list.length; i++) {
+      l = list[i];
+      if (l.fn !== fn || (once && !l.once) || (context && l.context !== context)) keep.push(l);
     }
     if (keep.length) this._events[event] = keep;
     else delete this._events[event];
     return this;
   };
-  Emitter.prototype.off = Emitter.prototype.removeListener;
+  EventEmitter.prototype.off = EventEmitter.prototype.removeListener;
 
-  Emitter.prototype.removeAllListeners = function removeAllListeners(event) {
-    if (event === undefined) this._events = {};
-    else if (this._events) delete this._events[event];
+  EventEmitter.prototype.removeAllListeners = function removeAllListeners(event) {
+    if (arguments.length && this._events) delete this._events[event];
+    else this._events = {};
     return this;
   };
 
-  Emitter.prototype.listeners = function listeners(event) {
-    var list = (this._events && this._events[event]) || [], out = [], i;
-    for (i = 0; i < list.length; i++) out.push(list[i].listener || list[i]);
-    return out;
+  // --- durations: numbers, or strings such as "500 ms", "2 seconds" ---------
+  var durationRe = /^((?:\d+)?\.?\d+) *(milliseconds?|msecs?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|wks?|w|years?|yrs?|y)?$/i;
+  var units = { ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000, w: 604800000, y: 31536000000 };
+
+  function millisecond(ms) {
+    if (typeof ms === 'number') return ms;
+    if (typeof ms !== 'string' || ms === '0' || !ms) return 0;
+    if (+ms) return +ms;
+    var match = ms.length <= 10000 && durationRe.exec(ms);
+    if (!match) return 0;
+    var unit = (match[2] || 'ms').toLowerCase();
+    var key = /^(milli|msec|ms)/.test(unit) ? 'ms' : unit.charAt(0);
+    return parseFloat(match[1]) * units[key];
+  }
+
+  // --- named timers (tick-tock) ---------------------------------------------
+  // setTimeout(name, fn, ms) adds fn to a running timer of that name; the
+  // functions run with the owner as `this`, once, and the timer is gone.
+  function Timers(context) {
+    this.timers = {};
+    this.context = context;
+  }
+
+  Timers.prototype.setTimeout = function setTimeout_(name, fn, time) {
+    var self = this;
+    if (self.timers[name]) {
+      self.timers[name].fns.push(fn);
+      return self;
+    }
+    var timer = { fns: [fn], id: null };
+    self.timers[name] = timer;
+    timer.id = setTimeout(function tock() {
+      if (self.timers[name] !== timer) return;
+      var fns = timer.fns.slice();
+      self.clear(name);
+      for (var i = 0; i < fns.length; i++) fns[i].call(self.context);
+    }, Math.min(millisecond(time), 2147483647));
+    return self;
   };
 
-  // emit calls the listeners registered at the time of the call, in order.
-  Emitter.prototype.emit = function emit(event) {
-    var list = this._events && this._events[event], args, i;
-    if (!list) return false;
-    list = list.slice();
-    args = Array.prototype.slice.call(arguments, 1);
-    for (i = 0; i < list.length; i++) list[i].apply(this, args);
+  Timers.prototype.active = function active(name) {
+    return has.call(this.timers, name);
+  };
+
+  // clear() clears every timer, clear('a, b') or clear('a', 'b') those named.
+  Timers.prototype.clear = function clear() {
+    var names = slice.call(arguments), i, name;
+    if (names.length === 1 && typeof names[0] === 'string') names = names[0].split(/[, ]+/);
+    if (!names.length) for (name in this.timers) if (has.call(this.timers, name)) names.push(name);
+    for (i = 0; i < names.length; i++) {
+      if (!has.call(this.timers, names[i])) continue;
+      clearTimeout(this.timers[names[i]].id);
+      delete this.timers[names[i]];
+    }
+    return this;
+  };
+
+  Timers.prototype.destroy = function destroy() {
+    this.clear();
     return true;
   };
 
-  // --- cache buster: the time in ms in a 64-character alphabet, plus ".<n>"
-  // when several are made within one millisecond.
-  var alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_';
-  var lastStamp = '', sameStamp = 0;
+  // --- reconnection backoff (recovery) --------------------------------------
+  function Recovery(options) {
+    options = options || {};
+    this.attempt = null;
+    this._fn = null;
+    this['reconnect timeout'] = recoveryDefault('reconnect timeout', this, options);
+    this.retries = recoveryDefault('retries', this, options);
+    this.factor = recoveryDefault('factor', this, options);
+    this.max = recoveryDefault('max', this, options);
+    this.min = recoveryDefault('min', this, options);
+    this.timers = new Timers(this);
+  }
+  Recovery.prototype = new EventEmitter();
+  Recovery.prototype.constructor = Recovery;
+  Recovery['reconnect timeout'] = 30000;
+  Recovery.max = Infinity;
+  Recovery.min = 500;
+  Recovery.retries = 10;
+  Recovery.factor = 2;
 
-  function encode(n) {
+  function recoveryDefault(name, self, opts) {
+    return millisecond(name in opts ? opts[name] : (name in self ? self[name] : Recovery[name]));
+  }
+
+  function once(fn) {
+    var called = false;
+    return function () {
+      if (called) return;
+      called = true;
+      return fn.apply(this, arguments);
+    };
+  }
+
+  Recovery.prototype.reconnect = function reconnect() {
+    var recovery = this;
+    return recovery.backoff(function backedoff(err, opts) {
+      opts.duration = now() - opts.start;
+      if (err) return recovery.emit('reconnect failed', err, opts);
+      recovery.emit('reconnected', opts);
+    }, recovery.attempt);
+  };
+
+  Recovery.prototype.backoff = function backoff(fn, opts) {
+    var recovery = this;
+    opts = opts || recovery.attempt || {};
+    if (opts.backoff) return recovery; // one backoff at a time
+
+    opts['reconnect timeout'] = recoveryDefault('reconnect timeout', recovery, opts);
+    opts.retries = recoveryDefault('retries', recovery, opts);
+    opts.factor = recoveryDefault('factor', recovery, opts);
+    opts.max = recoveryDefault('max', recovery, opts);
+    opts.min = recoveryDefault('min', recovery, opts);
+    opts.start = +opts.start || now();
+    opts.duration = +opts.duration || 0;
+    opts.attempt = +opts.attempt || 0;
+
+    if (opts.attempt === opts.retries) {
+      fn.call(recovery, new Error('Unable to recover'), opts);
+      return recovery;
+    }
+    opts.backoff = true;
+    opts.attempt++;
+    recovery.attempt = opts;
+    opts.scheduled = opts.attempt !== 1
+      ? Math.min(Math.round((Math.random() + 1) * opts.min * Math.pow(opts.factor, opts.attempt - 1)), opts.max)
+      : opts.min;
+
+    recovery.timers.setTimeout('reconnect', function delay() {
+      opts.duration = now() - opts.start;
+      opts.backoff = false;
+      recovery.timers.clear('reconnect, timeout');
+      var connect = recovery._fn = once(function connect(err) {
+        recovery.reset();
+        if (err) return recovery.backoff(fn, opts);
+        fn.call(recovery, undefined, opts);
+      });
+      recovery.emit('reconnect', opts, connect);
+      recovery.timers.setTimeout('timeout', function timeout() {
+        var err = new Error('Failed to reconnect in a timely manner');
+        opts.duration = now() - opts.start;
+        recovery.emit('reconnect timeout', err, opts);
+        connect(err);
+      }, opts['reconnect timeout']);
+    }, opts.scheduled);
+
+    recovery.emit('reconnect scheduled', opts);
+    return recovery;
+  };
+
+  Recovery.prototype.reconnecting = function reconnecting() { return !!this.attempt; };
+
+  Recovery.prototype.reconnected = function reconnected(err) {
+    if (this._fn) this._fn(err);
+    return this;
+  };
+
+  Recovery.prototype.reset = function reset() {
+    this._fn = this.attempt = null;
+    this.timers.clear('reconnect, timeout');
+    return this;
+  };
+
+  Recovery.prototype.destroy = function destroy() {
+    this.timers.clear();
+    this.attempt = this._fn = null;
+    return true;
+  };
+
+  // --- emits: a function that emits an event, optionally through a parser --
+  function emits() {
+    var self = this, args = slice.call(arguments), parser;
+    if (typeof args[args.length - 1] !== 'function') {
+      return function emitter() {
+        return self.emit.apply(self, args.concat(slice.call(arguments)));
+      };
+    }
+    parser = args.pop();
+    return function emitter() {
+      var arg = [null].concat(slice.call(arguments));
+      arg[0] = function next(err, returned) {
+        if (err) return self.emit('error', err);
+        arg = returned === undefined ? arg.slice(1) : returned === null ? [] : returned;
+        self.emit.apply(self, args.concat(arg));
+      };
+      parser.apply(self, arg);
+      return true;
+    };
+  }
+
+  // --- query strings (querystringify) ---------------------------------------
+  function decode(s) {
+    try { return decodeURIComponent(s.replace(/\+/g, ' ')); } catch (e) { return null; }
+  }
+  function encode(s) {
+    try { return encodeURIComponent(s); } catch (e) { return null; }
+  }
+
+  function querystring(query) {
+    var parser = /([^=?#&]+)=?([^&]*)/g, result = {}, part, key, value;
+    while ((part = parser.exec(query))) {
+      key = decode(part[1]);
+      value = decode(part[2]);
+      if (key === null || value === null || key in result) continue;
+      result[key] = value;
+    }
+    return result;
+  }
+
+  function querystringify(obj, prefix) {
+    prefix = prefix || '';
+    if (typeof prefix !== 'string') prefix = '?';
+    var pairs = [], key, value;
+    for (key in obj) {
+      if (!has.call(obj, key)) continue;
+      value = obj[key];
+      if (!value && (value === null || value === undefined || isNaN(value))) value = '';
+      key = encode(key);
+      value = encode(value);
+      if (key === null || value === null) continue;
+      pairs.push(key + '=' + value);
+    }
+    return pairs.length ? prefix + pairs.join('&') : '';
+  }
+
+  // --- cache buster (yeast): the time in ms in a 64-character alphabet,
+  // plus ".<n>" when several are made within one millisecond.
+  var alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_';
+  var lastStamp, sameStamp = 0;
+
+  function now() { return +new Date(); }
+
+  function encode64(n) {
     var s = '';
     do {
       s = alphabet.charAt(n % 64) + s;
@@ -141,458 +375,640 @@
     return s;
   }
 
-  function cacheBuster() {
-    var stamp = encode(now());
+  function yeast() {
+    var stamp = encode64(now());
     if (stamp !== lastStamp) {
-      lastStamp = stamp;
       sameStamp = 0;
+      lastStamp = stamp;
       return stamp;
     }
-    return stamp + '.' + encode(sameStamp++);
+    return stamp + '.' + encode64(sameStamp++);
+  }
+
+  // --- URLs -----------------------------------------------------------------
+  var defaultUrl;
+  try {
+    defaultUrl = root.location.origin || root.location.protocol + '//' + root.location.host;
+  } catch (e) {
+    defaultUrl = 'http://127.0.0.1';
+  }
+  if (!defaultUrl || defaultUrl === 'null') defaultUrl = 'http://127.0.0.1';
+
+  // parseURL resolves an address (relative to the page) into the fields of
+  // the original's url-parse object: protocol, auth, host, hostname, port,
+  // pathname, query ("?a=b" or ""), hash, href, origin.
+  function parseURL(address) {
+    var base = root && root.location && root.location.href;
+    var u = base && /^(https?|file):/.test(base) ? new URL(String(address), base) : new URL(String(address));
+    var auth = u.username ? decode(u.username) + (u.password ? ':' + decode(u.password) : '') : '';
+    return {
+      protocol: u.protocol, slashes: true, auth: auth, username: u.username, password: u.password,
+      host: u.host, hostname: u.hostname, port: u.port, pathname: u.pathname,
+      query: u.search, hash: u.hash, href: u.href, origin: u.origin
+    };
   }
 
   // --- Primus ---------------------------------------------------------------
-  function has(own, key) { return Object.prototype.hasOwnProperty.call(own, key); }
-
-  function pick(options, key, fallback) {
-    return has(options, key) && options[key] !== undefined ? options[key] : fallback;
-  }
-
-  function parseStrategy(strategy) {
-    if (strategy === false) return [];
-    if (typeof strategy === 'string') strategy = strategy.split(',');
-    var out = [], i, s;
-    for (i = 0; strategy && i < strategy.length; i++) {
-      s = String(strategy[i]).replace(/^\s+|\s+$/g, '').toLowerCase();
-      if (s) out.push(s);
-    }
-    return out.length ? out : ['disconnect', 'online', 'timeout'];
-  }
-
-  /**
-   * new Primus([url], [options]); url defaults to the page's origin.
-   * Options: manual, timeout, pingTimeout, queueSize, strategy, reconnect
-   * {min, max, factor, retries, 'reconnect timeout'}, WebSocket.
-   */
   function Primus(url, options) {
     if (!(this instanceof Primus)) return new Primus(url, options);
-    if (url && typeof url === 'object' && !(root && root.URL && url instanceof root.URL)) {
+    if (root && root.URL && url instanceof root.URL) url = String(url);
+
+    if (typeof url === 'object') {
       options = url;
-      url = options.url || options.uri;
+      url = options.url || options.uri || defaultUrl;
+    } else {
+      options = options || {};
     }
-    options = options || {};
     if ('ping' in options || 'pong' in options) {
-      throw new Error('The `ping` and `pong` options have been removed');
+      return this.critical(new Error('The `ping` and `pong` options have been removed'));
     }
 
-    var reconnect = options.reconnect || {};
-    this.options = {
-      manual: !!options.manual,
-      timeout: pick(options, 'timeout', 10000),
-      pingTimeout: pick(options, 'pingTimeout', compiled.pingTimeout),
-      queueSize: pick(options, 'queueSize', Infinity),
-      strategy: parseStrategy(pick(options, 'strategy', '')),
-      WebSocket: options.WebSocket,
-      reconnect: {
-        min: pick(reconnect, 'min', 500),
-        max: pick(reconnect, 'max', Infinity),
-        factor: pick(reconnect, 'factor', 2),
-        retries: pick(reconnect, 'retries', 10),
-        'reconnect timeout': pick(reconnect, 'reconnect timeout', 30000)
-      }
-    };
+    var primus = this;
+    options.queueSize = 'queueSize' in options ? options.queueSize : Infinity;
+    options.timeout = 'timeout' in options ? options.timeout : 10e3;
+    options.reconnect = 'reconnect' in options ? options.reconnect : {};
+    options.pingTimeout = 'pingTimeout' in options ? options.pingTimeout : compiled.pingTimeout;
+    options.strategy = 'strategy' in options ? options.strategy : [];
+    options.transport = 'transport' in options ? options.transport : {};
 
-    this._events = {};
-    this._timers = {};
-    this.readyState = CLOSED;
-    this.buffer = [];           // writes waiting for an open connection
-    this.socket = null;         // the current WebSocket, if any
-    this.attempt = null;        // the reconnect in progress (opts of the events)
-    this.disconnect = false;    // true after "primus::server::close"
-    this.online = !(root && root.navigator && root.navigator.onLine === false);
-    this._ended = false;
-    this.url = this.parse(url);
+    primus.buffer = [];
+    primus.writable = true;
+    primus.readable = true;
+    primus.url = primus.parse(url || defaultUrl);
+    primus.readyState = Primus.CLOSED;
+    primus.options = options;
+    primus.timers = new Timers(this);
+    primus.socket = null;
+    primus.disconnect = false;
+    primus.transport = options.transport;
+    primus.transformers = { outgoing: [], incoming: [] };
+    primus.recovery = new Recovery(options.reconnect);
 
-    if (!this.options.manual) this._timer('open', 0, this.open);
+    if (typeof options.strategy === 'string') options.strategy = options.strategy.split(/\s?,\s?/g);
+    if (options.strategy === false) {
+      options.strategy = [];
+    } else if (!options.strategy.length) {
+      options.strategy.push('disconnect', 'online');
+      if (!this.authorization) options.strategy.push('timeout');
+    }
+    options.strategy = options.strategy.join(',').toLowerCase();
+
+    if ('websockets' in options) primus.AVOID_WEBSOCKETS = !options.websockets;
+    if ('network' in options) primus.NETWORK_EVENTS = options.network;
+
+    if (!options.manual) primus.timers.setTimeout('open', function open() {
+      primus.timers.clear('open');
+      primus.open();
+    }, 0);
+
+    primus.initialise(options);
   }
 
-  Primus.prototype = new Emitter();
+  Primus.requires = Primus.require = function requires() { return undefined; };
+  Primus.Stream = EventEmitter;
+  Primus.prototype = new EventEmitter();
   Primus.prototype.constructor = Primus;
-  Primus.OPENING = Primus.prototype.OPENING = OPENING;
-  Primus.CLOSED = Primus.prototype.CLOSED = CLOSED;
-  Primus.OPEN = Primus.prototype.OPEN = OPEN;
-  Primus.pathname = Primus.prototype.pathname = compiled.pathname;
-  Primus.version = Primus.prototype.version = compiled.version;
-  Primus.EventEmitter = Emitter;
-  Primus.connect = function connect(url, options) { return new Primus(url, options); };
 
-  // parse resolves url (default: the page's origin) into a URL object.
-  Primus.prototype.parse = function parse(url) {
-    var base = root && root.location ? root.location.href : undefined;
-    if (!url) {
-      if (!base) throw new Error('Primus: a URL is required outside a browser page');
-      url = root.location.protocol + '//' + root.location.host;
+  Primus.OPENING = 1; // opening the connection
+  Primus.CLOSED = 2;  // no active connection
+  Primus.OPEN = 3;    // the connection is open
+  // Also on instances (not in the original, where only Primus.OPEN exists).
+  Primus.prototype.OPENING = 1;
+  Primus.prototype.CLOSED = 2;
+  Primus.prototype.OPEN = 3;
+
+  Primus.prototype.AVOID_WEBSOCKETS = false;
+  Primus.prototype.NETWORK_EVENTS = false;
+  Primus.prototype.online = true;
+  try {
+    if ((Primus.prototype.NETWORK_EVENTS = 'onLine' in root.navigator && !!root.addEventListener)) {
+      if (!root.navigator.onLine) Primus.prototype.online = false;
     }
-    return base ? new URL(String(url), base) : new URL(String(url));
+  } catch (e) { /* no navigator */ }
+
+  // The plugins compiled in: primus-emitter's client part is a no-op, as in
+  // a library that a Node server with the plugin registered as "emitter"
+  // builds (Primus.prototype.ark.emitter = function () {}).
+  Primus.prototype.ark = { emitter: function () {} };
+
+  Primus.prototype.emits = emits;
+
+  // plugin(name) returns the plugin registered under name, undefined for
+  // an unknown name (as the original); plugin() a copy of them all.
+  Primus.prototype.plugin = function plugin(name) {
+    if (name) return this.ark[name];
+    var plugins = {};
+    for (name in this.ark) plugins[name] = this.ark[name];
+    return plugins;
   };
 
-  // uri builds the WebSocket URL of a new connection.
-  Primus.prototype.uri = function uri() {
-    var u = this.url, parts = u.search.replace(/^\?/, '').split('&'), query = [], i;
-    for (i = 0; i < parts.length; i++) {
-      if (parts[i] && parts[i].split('=')[0] !== '_primuscb') query.push(parts[i]);
+  Primus.prototype.reserved = function reserved(evt) {
+    return (/^(incoming|outgoing)::/).test(evt) || evt in this.reserved.events;
+  };
+  Primus.prototype.reserved.events = {
+    'reconnect scheduled': 1, 'reconnect timeout': 1, 'readyStateChange': 1,
+    'reconnect failed': 1, 'reconnected': 1, 'reconnect': 1, 'offline': 1,
+    'timeout': 1, 'destroy': 1, 'online': 1, 'error': 1, 'close': 1,
+    'open': 1, 'data': 1, 'end': 1
+  };
+
+  // initialise wires the internal events; the order of the listeners is
+  // the original's, so events interleave the same way.
+  Primus.prototype.initialise = function initialise(options) {
+    var primus = this;
+
+    // primus-emitter binds to `data` first, before anything else.
+    if (!primus.emitter) primus.emitter = new Emitter(primus);
+
+    primus.recovery
+      .on('reconnected', primus.emits('reconnected'))
+      .on('reconnect failed', primus.emits('reconnect failed', function failed(next) {
+        primus.emit('end');
+        next();
+      }))
+      .on('reconnect timeout', primus.emits('reconnect timeout'))
+      .on('reconnect scheduled', primus.emits('reconnect scheduled'))
+      .on('reconnect', primus.emits('reconnect', function reconnect(next) {
+        primus.emit('outgoing::reconnect');
+        next();
+      }));
+    // Not in the original: the last attempt's socket must not open after `end`.
+    primus.recovery.on('reconnect failed', function () { primus._abandon(); });
+
+    primus.on('outgoing::open', function opening() {
+      var readyState = primus.readyState;
+      primus.readyState = Primus.OPENING;
+      if (readyState !== primus.readyState) primus.emit('readyStateChange', 'opening');
+    });
+
+    primus.on('incoming::open', function opened() {
+      var readyState = primus.readyState;
+      if (primus.recovery.reconnecting()) primus.recovery.reconnected();
+      primus.writable = true;
+      primus.readable = true;
+      if (!primus.online) {
+        primus.online = true;
+        primus.emit('online');
+      }
+      primus.readyState = Primus.OPEN;
+      if (readyState !== primus.readyState) primus.emit('readyStateChange', 'open');
+      primus.heartbeat();
+      if (primus.buffer.length) {
+        var data = primus.buffer.slice(), i;
+        primus.buffer.length = 0;
+        for (i = 0; i < data.length; i++) primus._write(data[i]);
+      }
+      primus.emit('open');
+    });
+
+    primus.on('incoming::ping', function ping(time) {
+      primus.online = true;
+      primus.heartbeat();
+      primus.emit('outgoing::pong', time);
+      primus._write('primus::pong::' + time);
+    });
+
+    primus.on('incoming::error', function error(e) {
+      var connect = primus.timers.active('connect'), err = e, key;
+      if (typeof e === 'string') {
+        err = new Error(e);
+      } else if (!(e instanceof Error) && typeof e === 'object') {
+        err = new Error(e.message || e.reason);
+        for (key in e) if (has.call(e, key)) err[key] = e[key];
+      }
+      if (primus.recovery.reconnecting()) return primus.recovery.reconnected(err);
+      if (primus.listeners('error').length) primus.emit('error', err);
+      if (connect) {
+        if (~primus.options.strategy.indexOf('timeout')) primus.recovery.reconnect();
+        else primus.end();
+      }
+    });
+
+    primus.on('incoming::data', function message(raw) {
+      primus.decoder(raw, function decoding(err, data) {
+        if (err) return primus.listeners('error').length && primus.emit('error', err);
+        if (primus.protocol(data)) return;
+        primus.transforms(primus, primus, 'incoming', data, raw);
+      });
+    });
+
+    primus.on('incoming::end', function end() {
+      var readyState = primus.readyState;
+      if (primus.disconnect) {
+        primus.disconnect = false;
+        return primus.end();
+      }
+      primus.readyState = Primus.CLOSED;
+      if (readyState !== primus.readyState) primus.emit('readyStateChange', 'end');
+      if (primus.timers.active('connect')) primus.end();
+      if (readyState !== Primus.OPEN) {
+        return primus.recovery.reconnecting() ? primus.recovery.reconnect() : false;
+      }
+      this.writable = false;
+      this.readable = false;
+      this.timers.clear();
+      primus.emit('close');
+      if (~primus.options.strategy.indexOf('disconnect')) return primus.recovery.reconnect();
+      primus.emit('outgoing::end');
+      primus.emit('end');
+    });
+
+    primus.client();
+
+    for (var plugin in primus.ark) primus.ark[plugin].call(primus, primus, options);
+
+    if (!primus.NETWORK_EVENTS) return primus;
+
+    primus.offlineHandler = function offline() {
+      if (!primus.online) return;
+      primus.online = false;
+      primus.emit('offline');
+      primus.end();
+      primus.recovery.reset();
+    };
+    primus.onlineHandler = function online() {
+      if (primus.online) return;
+      primus.online = true;
+      primus.emit('online');
+      if (~primus.options.strategy.indexOf('online')) primus.recovery.reconnect();
+    };
+    root.addEventListener('offline', primus.offlineHandler, false);
+    root.addEventListener('online', primus.onlineHandler, false);
+    return primus;
+  };
+
+  // protocol handles "primus::<type>::<value>" messages; false = data. The
+  // type is what lies between "primus::" and the next ':' (the original's
+  // arithmetic, quirks included).
+  Primus.prototype.protocol = function protocol(msg) {
+    if (typeof msg !== 'string' || msg.indexOf('primus::') !== 0) return false;
+    var last = msg.indexOf(':', 8), value = msg.slice(last + 2);
+    switch (msg.slice(8, last)) {
+      case 'ping':
+        this.emit('incoming::ping', +value);
+        break;
+      case 'server':
+        if (value === 'close') this.disconnect = true;
+        break;
+      case 'id':
+        this.emit('incoming::id', value);
+        break;
+      default:
+        return false;
     }
-    query.push('_primuscb=' + cacheBuster());
-    var secure = u.protocol === 'https:' || u.protocol === 'wss:';
-    return (secure ? 'wss://' : 'ws://') + u.host + this.pathname + '?' + query.join('&');
+    return true;
   };
 
-  // --- timers ------------------------------------------------------------
-  Primus.prototype._timer = function timer(name, ms, fn) {
-    var self = this;
-    this._clear(name);
-    this._timers[name] = setTimeout(function fire() {
-      delete self._timers[name];
-      fn.call(self);
-    }, Math.min(Math.max(+ms || 0, 0), MAX_DELAY));
-  };
-
-  Primus.prototype._clear = function clear(name) {
-    if (name === undefined) {
-      for (var key in this._timers) if (has(this._timers, key)) this._clear(key);
-      return;
-    }
-    if (!has(this._timers, name)) return;
-    clearTimeout(this._timers[name]);
-    delete this._timers[name];
-  };
-
-  Primus.prototype._state = function state(value, name) {
-    if (this.readyState === value) return;
-    this.readyState = value;
-    this.emit('readyStateChange', name);
-  };
-
-  Primus.prototype._strategy = function strategy(name) {
-    return this.options.strategy.indexOf(name) !== -1;
-  };
-
-  // --- public API ----------------------------------------------------------
-
-  // open starts connecting (done automatically unless `manual`).
-  Primus.prototype.open = function open() {
-    this._clear('open');
-    if (this.socket || this.attempt) return this; // connecting, open or recovering
-    this._ended = false;
-    this._network(true);
-    if (this.options.timeout) this._timer('connect', this.options.timeout, this._connectTimeout);
-    this._connect();
+  // transforms runs the message transformers of type in series: a
+  // transformer with one parameter is synchronous (returning false drops
+  // the message), any other gets a callback next(err, false-to-drop).
+  Primus.prototype.transforms = function transforms(primus, connection, type, data, raw) {
+    var packet = { data: data }, fns = primus.transformers[type];
+    (function transform(index, done) {
+      var transformer = fns[index++];
+      if (!transformer) return done();
+      if (transformer.length === 1) {
+        if (transformer.call(connection, packet) === false) return;
+        return transform(index, done);
+      }
+      transformer.call(connection, packet, function finished(err, arg) {
+        if (err) return connection.emit('error', err);
+        if (arg === false) return;
+        transform(index, done);
+      });
+    }(0, function done() {
+      if (type === 'incoming') return connection.emit('data', packet.data, raw);
+      connection._write(packet.data);
+    }));
     return this;
   };
 
-  // write sends data as JSON, or queues it until the connection is open.
-  Primus.prototype.write = function write(data) {
-    this._write(data);
-    return true;
-  };
-
-  Primus.prototype._write = function _write(data) {
-    if (this.readyState !== OPEN || !this.socket) {
-      var max = this.options.queueSize;
-      if (!(max > 0)) return false;
-      while (this.buffer.length >= max) this.buffer.shift();
-      this.buffer.push(data);
-      return false;
-    }
-    var text;
-    try {
-      text = JSON.stringify(data);
-    } catch (e) {
-      this.emit('error', e);
-      return false;
-    }
-    if (text === undefined) return false;
-    this.socket.send(text.replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029'));
-    return true;
-  };
-
-  // id asks the server for this connection's spark id.
   Primus.prototype.id = function id(fn) {
+    if (this.socket && this.socket.id) return fn(this.socket.id);
     this._write('primus::id::');
     return this.once('incoming::id', fn);
   };
 
-  // end writes data (if given), closes the connection and stops for good.
+  Primus.prototype.open = function open() {
+    if (!this.recovery.reconnecting() && this.options.timeout) this.timeout();
+    this.emit('outgoing::open');
+    return this;
+  };
+
+  Primus.prototype.write = function write(data) {
+    this.transforms(this, this, 'outgoing', data);
+    return true;
+  };
+
+  Primus.prototype._write = function _write(data) {
+    var primus = this;
+    if (Primus.OPEN !== primus.readyState) {
+      if (this.buffer.length === this.options.queueSize) this.buffer.splice(0, 1);
+      this.buffer.push(data);
+      return false;
+    }
+    primus.encoder(data, function encoded(err, packet) {
+      if (err) return primus.listeners('error').length && primus.emit('error', err);
+      if (typeof packet === 'string') {
+        if (~packet.indexOf('\u2028')) packet = packet.replace(/\u2028/g, '\\u2028');
+        if (~packet.indexOf('\u2029')) packet = packet.replace(/\u2029/g, '\\u2029');
+      }
+      primus.emit('outgoing::data', packet);
+    });
+    return true;
+  };
+
+  // heartbeat (re)starts the ping timeout: without a ping in time the
+  // client goes offline and treats the connection as ended.
+  Primus.prototype.heartbeat = function heartbeat() {
+    if (!this.options.pingTimeout) return this;
+    this.timers.clear('heartbeat');
+    this.timers.setTimeout('heartbeat', function expired() {
+      if (!this.online) return;
+      this.online = false;
+      this.emit('offline');
+      this.emit('incoming::end');
+    }, this.options.pingTimeout);
+    return this;
+  };
+
+  // timeout starts the connect timeout of a first connection.
+  Primus.prototype.timeout = function timeout() {
+    var primus = this;
+    function remove() {
+      primus.removeListener('error', remove)
+        .removeListener('open', remove)
+        .removeListener('end', remove)
+        .timers.clear('connect');
+    }
+    primus.timers.setTimeout('connect', function expired() {
+      remove();
+      if (primus.readyState === Primus.OPEN || primus.recovery.reconnecting()) return;
+      primus.emit('timeout');
+      if (~primus.options.strategy.indexOf('timeout')) primus.recovery.reconnect();
+      else primus.end();
+    }, primus.options.timeout);
+    return primus.on('error', remove).on('open', remove).on('end', remove);
+  };
+
   Primus.prototype.end = function end(data) {
-    if (this._ended) return this;
+    if (this.readyState === Primus.CLOSED && !this.timers.active('connect') && !this.timers.active('open')) {
+      if (this.recovery.reconnecting()) {
+        this.recovery.reset();
+        this.emit('end');
+      }
+      return this;
+    }
     if (data !== undefined) this.write(data);
-    this._ended = true;
-    var previous = this.readyState;
-    this._drop();
-    this._clear();
-    this.attempt = null;
-    this._network(false);
-    this._state(CLOSED, 'end');
-    if (previous === OPEN) this.emit('close');
+    this.writable = false;
+    this.readable = false;
+    var readyState = this.readyState;
+    this.readyState = Primus.CLOSED;
+    if (readyState !== this.readyState) this.emit('readyStateChange', 'end');
+    this.timers.clear();
+    this.recovery.reset(); // not in the original: an attempt in progress must not revive the client
+    this.emit('outgoing::end');
+    this.emit('close');
     this.emit('end');
     return this;
   };
 
-  // destroy ends the connection and removes every listener.
+  // destroy ends the client, frees it and removes every listener after a
+  // last `destroy` event; it returns false when called again.
   Primus.prototype.destroy = function destroy() {
-    if (this._destroyed) return false;
-    this._destroyed = true;
+    var keys = ['url', 'timers', 'options', 'recovery', 'socket', 'transport', 'transformers'], i;
+    if (this.url === null) return false;
     this.end();
+    for (i = 0; i < keys.length; i++) {
+      if (this[keys[i]]) {
+        if (typeof this[keys[i]].destroy === 'function') this[keys[i]].destroy();
+        this[keys[i]] = null;
+      }
+    }
     this.emit('destroy');
     this.removeAllListeners();
-    this.buffer = [];
+    if (this.NETWORK_EVENTS && this.offlineHandler) {
+      root.removeEventListener('offline', this.offlineHandler);
+      root.removeEventListener('online', this.onlineHandler);
+    }
     return true;
   };
 
-  // --- transport -------------------------------------------------------------
-  Primus.prototype._connect = function connect() {
-    var self = this, WS = this.options.WebSocket || (root && root.WebSocket), ws;
-    this.disconnect = false;
-    this._state(OPENING, 'opening');
-    try {
-      ws = new WS(this.uri());
-    } catch (e) {
-      this._error(e);
-      this._closed();
-      return;
+  Primus.prototype.clone = function clone(obj) { return this.merge({}, obj); };
+
+  Primus.prototype.merge = function merge(target) {
+    for (var i = 1, key, obj; i < arguments.length; i++) {
+      obj = arguments[i];
+      for (key in obj) if (has.call(obj, key)) target[key] = obj[key];
     }
-    ws.binaryType = 'arraybuffer';
-    // Handlers ignore events of sockets we have dropped already.
-    ws.onopen = function () { if (self.socket === ws) self._opened(); };
-    ws.onmessage = function (evt) { if (self.socket === ws) self._message(evt.data); };
-    ws.onerror = function (evt) { if (self.socket === ws) self._error(evt); };
-    ws.onclose = function () { if (self.socket === ws) self._closed(); };
-    this.socket = ws;
+    return target;
   };
 
-  // _drop forgets the current socket and closes it.
-  Primus.prototype._drop = function drop() {
-    var ws = this.socket;
-    this.socket = null;
-    this._clear('heartbeat');
-    if (!ws) return;
-    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
-    try { ws.close(); } catch (e) { /* already closed */ }
+  Primus.prototype.parse = parseURL;
+  Primus.prototype.querystring = querystring;
+  Primus.prototype.querystringify = querystringify;
+
+  // uri builds a connection URL. outgoing::url listeners get the options
+  // object before the URL is made from it and may change protocol, secure,
+  // auth, pathname and query (a string without "?", _primuscb included).
+  Primus.prototype.uri = function uri(options) {
+    var url = this.url, server = [], qsa = false;
+    if (options.query) qsa = true;
+    options = options || {};
+    options.protocol = 'protocol' in options ? options.protocol : 'http:';
+    options.query = url.query && qsa ? url.query.slice(1) : false;
+    options.secure = 'secure' in options ? options.secure : url.protocol === 'https:' || url.protocol === 'wss:';
+    options.auth = 'auth' in options ? options.auth : url.auth;
+    options.pathname = 'pathname' in options ? options.pathname : this.pathname;
+    options.port = 'port' in options ? +options.port : +url.port || (options.secure ? 443 : 80);
+
+    var query = this.querystring(options.query || '');
+    query._primuscb = yeast();
+    options.query = this.querystringify(query);
+
+    this.emit('outgoing::url', options);
+
+    server.push(options.secure ? options.protocol.replace(':', 's:') : options.protocol, '');
+    server.push(options.auth ? options.auth + '@' + url.host : url.host);
+    if (options.pathname) server.push(options.pathname.slice(1));
+    if (qsa) server[server.length - 1] += '?' + options.query;
+    else delete options.query;
+    if (options.object) return options;
+    return server.join('/');
   };
 
-  Primus.prototype._opened = function opened() {
-    this._clear('connect');
-    var attempt = this.attempt;
-    if (attempt) {
-      this._clear('reconnect timeout');
-      this.attempt = null;
-      attempt.duration = now() - attempt.start;
-      this.emit('reconnected', attempt);
-      if (!this.socket) return; // a listener ended the client
-    }
-    if (!this.online) {
-      this.online = true;
-      this.emit('online');
-    }
-    this._state(OPEN, 'open');
-    this._heartbeat();
-    var queued = this.buffer;
-    this.buffer = [];
-    for (var i = 0; i < queued.length; i++) this._write(queued[i]);
-    this.emit('open');
+  // transform adds a message transformer: 'incoming' or 'outgoing'.
+  Primus.prototype.transform = function transform(type, fn) {
+    if (!(type in this.transformers)) return this.critical(new Error('Invalid transformer type'));
+    this.transformers[type].push(fn);
+    return this;
   };
 
-  Primus.prototype._message = function message(raw) {
-    var data = raw;
-    if (typeof raw === 'string') {
+  // critical emits err as `error` if anyone listens, and throws it otherwise.
+  Primus.prototype.critical = function critical(err) {
+    if (this.emit('error', err)) return this;
+    throw err;
+  };
+
+  Primus.connect = function connect(url, options) { return new Primus(url, options); };
+  Primus.EventEmitter = EventEmitter;
+
+  // --- the compiled-in parts: transport, parser, settings --------------------
+
+  // client is the websockets transformer: it opens the socket on
+  // outgoing::open (after an outgoing::end for the previous one), turns the
+  // socket's events into incoming::open/data/error/end, sends outgoing::data
+  // and closes the socket on outgoing::end.
+  Primus.prototype.client = function client() {
+    var primus = this, socket, abandoned = null;
+    var Factory = primus.options.WebSocket || (root && root.WebSocket);
+    if (!Factory) return primus.critical(new Error('Missing required `ws` module. Please run `npm install --save ws`'));
+
+    primus.on('outgoing::open', function opening() {
+      primus.emit('outgoing::end');
       try {
-        data = JSON.parse(raw);
-      } catch (e) {
-        var err = new Error('Failed to decode incoming data: ' + e.message);
-        err.raw = raw;
-        this.emit('error', err);
-        return;
-      }
-    }
-    if (this._protocol(data)) return;
-    this.emit('data', data, raw);
-  };
+        primus.socket = socket = new Factory(primus.uri({
+          protocol: primus.url.protocol === 'ws+unix:' ? 'ws+unix:' : 'ws:',
+          query: true
+        }));
+        socket.binaryType = 'arraybuffer';
+      } catch (e) { return primus.emit('error', e); }
 
-  // _protocol handles "primus::<type>::<value>" messages; false = data.
-  Primus.prototype._protocol = function protocol(msg) {
-    if (typeof msg !== 'string' || msg.indexOf('primus::') !== 0) return false;
-    var colon = msg.indexOf(':', 8);
-    if (colon === -1) return false;
-    var value = msg.slice(colon + 2);
-    switch (msg.slice(8, colon)) {
-      case 'ping':
-        value = +value; // like Primus: the pong carries Number(value)
-        this._heartbeat();
-        this.emit('incoming::ping', value);
-        this._write('primus::pong::' + value);
-        this.emit('outgoing::pong', value);
-        return true;
-      case 'id':
-        this.emit('incoming::id', value);
-        return true;
-      case 'server':
-        if (value === 'close') this.disconnect = true;
-        return true;
-    }
-    return false;
-  };
-
-  Primus.prototype._error = function error(evt) {
-    if (this.attempt) return; // reported through the reconnect events
-    var err = evt instanceof Error ? evt : new Error('WebSocket error');
-    if (!(evt instanceof Error)) err.event = evt;
-    this.emit('error', err);
-  };
-
-  // _closed handles the end of the current socket (or of its creation).
-  Primus.prototype._closed = function closed() {
-    var previous = this.readyState;
-    this._drop();
-    this._clear('connect');
-    this._state(CLOSED, 'end');
-    if (this._ended) return;
-
-    if (this.disconnect) { // the server closed us on purpose: no reconnect
-      this.disconnect = false;
-      if (previous === OPEN) this.emit('close');
-      if (!this._ended && !this.socket) this.end();
-      return;
-    }
-    if (this.attempt) return this._retry(); // a reconnect attempt failed
-
-    if (previous === OPEN) {
-      this.emit('close');
-      if (this._ended || this.socket || this.attempt) return; // a listener took over
-      return this._strategy('disconnect') ? this._reconnect() : this.end();
-    }
-    // The first connection could not be established.
-    return this._strategy('timeout') ? this._reconnect() : this.end();
-  };
-
-  Primus.prototype._connectTimeout = function connectTimeout() {
-    if (this.readyState === OPEN || this.attempt) return;
-    this._drop();
-    this._state(CLOSED, 'end');
-    this.emit('timeout');
-    if (this._ended || this.socket || this.attempt) return;
-    if (this._strategy('timeout')) this._reconnect();
-    else this.end();
-  };
-
-  // _heartbeat (re)starts the ping timeout.
-  Primus.prototype._heartbeat = function heartbeat() {
-    if (!this.options.pingTimeout) return;
-    this._timer('heartbeat', this.options.pingTimeout, function expired() {
-      if (this.online) {
-        this.online = false;
-        this.emit('offline');
-      }
-      if (this.socket && this.readyState === OPEN) this._closed();
-    });
-  };
-
-  // --- reconnection ----------------------------------------------------------
-  Primus.prototype._reconnect = function reconnect() {
-    if (this.attempt || this._ended) return;
-    var r = this.options.reconnect;
-    this.attempt = {
-      attempt: 0,
-      retries: r.retries,
-      min: r.min,
-      max: r.max,
-      factor: r.factor,
-      'reconnect timeout': r['reconnect timeout'],
-      scheduled: 0,
-      start: now(),
-      duration: 0
-    };
-    this._backoff();
-  };
-
-  // _backoff schedules the next attempt, or gives up after `retries`.
-  Primus.prototype._backoff = function backoff() {
-    var a = this.attempt;
-    if (a.attempt >= a.retries) {
-      this.attempt = null;
-      a.duration = now() - a.start;
-      this.emit('reconnect failed', new Error('Unable to recover'), a);
-      if (!this.socket && !this.attempt) this.end();
-      return;
-    }
-    a.attempt++;
-    a.scheduled = a.attempt === 1
-      ? a.min
-      : Math.min(Math.round((Math.random() + 1) * a.min * Math.pow(a.factor, a.attempt - 1)), a.max);
-
-    this._timer('reconnect', a.scheduled, function attempt() {
-      a.duration = now() - a.start;
-      this.emit('reconnect', a);
-      if (this.attempt !== a || this.socket) return; // a listener took over
-      if (a['reconnect timeout']) {
-        this._timer('reconnect timeout', a['reconnect timeout'], function expired() {
-          a.duration = now() - a.start;
-          this._drop();
-          this._state(CLOSED, 'end');
-          this.emit('reconnect timeout', new Error('Failed to reconnect in a timely manner'), a);
-          if (this.attempt === a && !this.socket) this._retry();
-        });
-      }
-      this._connect();
-    });
-    this.emit('reconnect scheduled', a);
-  };
-
-  Primus.prototype._retry = function retry() {
-    this._clear('reconnect timeout');
-    this._backoff();
-  };
-
-  // --- browser network events -------------------------------------------------
-  Primus.prototype._network = function network(on) {
-    if (!root || typeof root.addEventListener !== 'function') return;
-    if (on === !!this._net) return;
-    if (on) {
-      var self = this;
-      this._net = {
-        offline: function () { self._offline(); },
-        online: function () { self._online(); }
+      var opened = primus.emits('incoming::open');
+      socket.onopen = function (evt) {
+        // A socket of an attempt that was given up (see `reconnect failed`)
+        // is closed instead: its close event ends it as any failed attempt.
+        if (abandoned === this) return this.close();
+        return opened(evt);
       };
-      root.addEventListener('offline', this._net.offline, false);
-      root.addEventListener('online', this._net.online, false);
-    } else {
-      root.removeEventListener('offline', this._net.offline, false);
-      root.removeEventListener('online', this._net.online, false);
-      this._net = null;
-    }
+      socket.onerror = primus.emits('incoming::error');
+      socket.onclose = primus.emits('incoming::end');
+      socket.onmessage = primus.emits('incoming::data', function parse(next, evt) {
+        next(undefined, evt.data);
+      });
+    });
+
+    primus.on('outgoing::data', function write(message) {
+      if (!socket || socket.readyState !== Factory.OPEN) return;
+      try { socket.send(message); } catch (e) { primus.emit('incoming::error', e); }
+    });
+
+    primus.on('outgoing::reconnect', function reconnect() {
+      primus.emit('outgoing::open');
+    });
+
+    primus.on('outgoing::end', function close() {
+      abandoned = null;
+      if (!socket) return;
+      socket.onerror = socket.onopen = socket.onclose = socket.onmessage = noop;
+      socket.close();
+      socket = null;
+    });
+
+    // _abandon marks a socket still connecting as given up.
+    primus._abandon = function abandon() {
+      if (socket && socket.readyState === 0) abandoned = socket;
+    };
   };
 
-  Primus.prototype._offline = function offline() {
-    if (this.online) {
-      this.online = false;
-      this.emit('offline');
-    }
-    var previous = this.readyState;
-    this._drop();
-    this._clear('connect');
-    this._clear('reconnect');
-    this._clear('reconnect timeout');
-    this.attempt = null;
-    this._state(CLOSED, 'end');
-    if (previous === OPEN) this.emit('close');
-    if (!this._strategy('online') && !this.socket) this.end();
+  Primus.prototype.authorization = false;
+  Primus.prototype.pathname = compiled.pathname;
+  Primus.prototype.version = compiled.version;
+  Primus.pathname = compiled.pathname;
+  Primus.version = compiled.version;
+
+  // The JSON parser.
+  Primus.prototype.encoder = function encoder(data, fn) {
+    var err;
+    try { data = JSON.stringify(data); } catch (e) { err = e; }
+    fn(err, data);
+  };
+  Primus.prototype.decoder = function decoder(data, fn) {
+    var err;
+    if (typeof data !== 'string') return fn(err, data);
+    try { data = JSON.parse(data); } catch (e) { err = e; }
+    fn(err, data);
   };
 
-  Primus.prototype._online = function online() {
-    if (this.online) return;
-    this.online = true;
-    this.emit('online');
-    if (this._strategy('online') && !this.socket) this._reconnect();
+  // --- primus-emitter 3.1.1 --------------------------------------------------
+  // Packets: {type: 0, data: [event, ...args], id?} and {id, type: 1, data}.
+  var packets = { EVENT: 0, ACK: 1 };
+
+  function Emitter(conn) {
+    if (!(this instanceof Emitter)) return new Emitter(conn);
+    this.ids = 1;
+    this.acks = {};
+    this.conn = conn;
+    if (this.conn) this.bind();
+  }
+
+  Emitter.prototype.bind = function bind() {
+    var em = this;
+    this.conn.on('data', function ondata(packet) { em.ondata(packet); });
+    return this;
   };
+
+  Emitter.prototype.ondata = function ondata(packet) {
+    if (packet === null || packet === undefined) return this; // the plugin throws a TypeError here
+    if (!Array.isArray(packet.data) || packet.id && typeof packet.id !== 'number') return this;
+    switch (packet.type) {
+      case packets.EVENT: this.onevent(packet); break;
+      case packets.ACK: this.onack(packet);
+    }
+    return this;
+  };
+
+  Emitter.prototype.send = function send() {
+    this.conn.write(this.packet(slice.call(arguments)));
+    return this;
+  };
+
+  Emitter.prototype.packet = function pack(args) {
+    var packet = { type: packets.EVENT, data: args };
+    if (typeof args[args.length - 1] === 'function') {
+      var id = this.ids++;
+      this.acks[id] = args.pop();
+      packet.id = id;
+    }
+    return packet;
+  };
+
+  Emitter.prototype.onevent = function onevent(packet) {
+    var args = packet.data;
+    if (this.conn.reserved(args[0])) return this;
+    if (packet.id) args.push(this.ack(packet.id));
+    this.conn.emit.apply(this.conn, args);
+    return this;
+  };
+
+  Emitter.prototype.ack = function ack(id) {
+    var conn = this.conn, sent = false;
+    return function () {
+      if (sent) return;
+      sent = true;
+      conn.write({ id: id, type: packets.ACK, data: slice.call(arguments) });
+    };
+  };
+
+  Emitter.prototype.onack = function onack(packet) {
+    var ack = this.acks[packet.id];
+    if (typeof ack === 'function') {
+      ack.apply(this, packet.data);
+      delete this.acks[packet.id];
+    }
+    return this;
+  };
+
+  Emitter.packets = packets;
+
+  // send(event, ...args, [ack]) sends a named event to the spark.
+  Primus.prototype.send = function send(ev) {
+    if (/^(newListener|removeListener)/.test(ev)) return this;
+    this.emitter.send.apply(this.emitter, arguments);
+    return this;
+  };
+
+  Primus.$ = { emitter: { Emitter: Emitter, packets: packets } };
 
   return Primus;
 }));

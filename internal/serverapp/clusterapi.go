@@ -218,6 +218,12 @@ func (a *App) handleRemote(op remoteOp) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
 			return
 		}
+		for _, room := range append(body.Rooms, body.Room) {
+			if err := a.Primus.ValidateRoom(room); room != "" && err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+		}
 		ctx, cancel, err := apiContext(r)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())

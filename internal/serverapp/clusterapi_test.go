@@ -143,6 +143,11 @@ func TestClusterAPI(t *testing.T) {
 		{"/api/disconnect", `{"ids":["x"],"room":"r"}`},
 		{"/api/disconnect", `{"room":5}`},
 		{"/api/disconnect?timeout=soon", `{"ids":["x"]}`},
+		// Invalid room names: refused at once, not sent to nodes that
+		// would drop the request (a name over 64 KiB) and be waited for.
+		{"/api/disconnect", `{"room":"` + strings.Repeat("r", 300) + `"}`},
+		{"/api/disconnect", `{"room":"` + strings.Repeat("r", 70<<10) + `"}`},
+		{"/api/leave", `{"ids":["x"],"rooms":["` + strings.Repeat("r", 70<<10) + `"]}`},
 		{"/api/join", `{"ids":[` + strings.Repeat(`"x",`, maxAPIIDs) + `"x"],"rooms":["r"]}`},
 	} {
 		if code, body := post(t, a.URL+bad.path, "k", bad.body); code != 400 || !strings.Contains(body, `"error"`) {

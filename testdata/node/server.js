@@ -17,6 +17,9 @@
 //   REDIS_CHANNEL   primus-redis-rooms `redis.channel` (default "primus").
 //   EXIT_ON_STDIN_CLOSE=1  shut down when stdin reaches EOF (used by the Go
 //                   harness so no server outlives a crashed test binary).
+//   EMITTER=1       register primus-emitter 3.1.1 as plugin "emitter" (its
+//                   client code is then part of /primus/primus.js) and serve
+//                   the emitter events and test commands below.
 //
 // stdout: exactly one line `listening <port>`, printed once the HTTP server
 // listens and, with Redis, once the pattern subscription is confirmed (so a
@@ -34,6 +37,22 @@
 //       a non-empty "except" is refused: primus-redis-rooms has none.
 //   With "ack":V the sender gets {"ack":V,"ok":true} or {"ack":V,"error":"..."}
 //   after the operation (after the local writes for publish).
+//
+// With EMITTER=1, events (primus-emitter packets; `ack` is the client's
+// callback, when it sent one):
+//   echo(...args, ack)          ack(...args)
+//   tell(event, ...args)        spark.send(event, ...args)
+//   ask(event, ...args)         spark.send(event, ...args, function (...reply) {
+//                                 spark.send('answered', ...reply) })
+//   roomsend(room, event, ...args)  primus.room(room).send(event, ...args): a
+//                               room write of the plugin's own packet (Room.send
+//                               below), so it crosses nodes through Redis
+//   join(room, ack)             spark.join(room); ack(room)
+// and commands (data messages):
+//   {"cmd":"echo","data":X}     spark.write(X)
+//   {"cmd":"query"}             spark.write({"query": spark.query}), keys sorted
+//   {"cmd":"end"}               spark.end(): primus::server::close, no reconnect
+//   {"cmd":"reconnect"}         spark.end(undefined, {reconnect: true})
 //
 // HTTP (outside /primus):
 //   POST /api/publish  {"rooms":["a"],"data":X} (or "room":"a") -> {"ok":true}
@@ -108,6 +127,19 @@ if (useRedis) {
       patchSpark(primus.Spark);
     }
   });
+}
+
+var useEmitter = env.EMITTER === '1';
+if (useEmitter) {
+  primus.plugin('emitter', require('primus-emitter'));
+  // primus-redis-rooms' Room is a Writable without send: an app sends a
+  // room event by writing the plugin's packet to the room, built here by the
+  // plugin's own code (Emitter#packet).
+  require('primus-redis-rooms/lib/room').prototype.send = function send() {
+    var Emitter = primus.$.emitter.Emitter;
+    this.write(new Emitter().packet(Array.prototype.slice.call(arguments)));
+    return this;
+  };
 }
 
 if (useRedis) {
@@ -205,8 +237,51 @@ function command(spark, msg) {
   return undefined;
 }
 
+function emitterEvents(spark) {
+  var slice = Array.prototype.slice;
+  function withAck(args) {
+    return typeof args[args.length - 1] === 'function' ? args.pop() : null;
+  }
+  spark.on('echo', function () {
+    var args = slice.call(arguments), ack = withAck(args);
+    if (ack) ack.apply(null, args);
+  });
+  spark.on('tell', function () {
+    spark.send.apply(spark, slice.call(arguments));
+  });
+  spark.on('ask', function () {
+    var args = slice.call(arguments);
+    args.push(function () {
+      spark.send.apply(spark, ['answered'].concat(slice.call(arguments)));
+    });
+    spark.send.apply(spark, args);
+  });
+  spark.on('roomsend', function (room) {
+    var r = primus.room(room);
+    r.send.apply(r, slice.call(arguments, 1));
+  });
+  spark.on('join', function (room, ack) {
+    spark.join(room);
+    if (typeof ack === 'function') ack(room);
+  });
+  spark.on('data', function (msg) {
+    if (!msg || typeof msg !== 'object' || typeof msg.cmd !== 'string') return;
+    switch (msg.cmd) {
+      case 'echo': spark.write(msg.data); break;
+      case 'query': // the keys sorted, as a Go server writes a map
+        var q = {};
+        Object.keys(spark.query).sort().forEach(function (k) { q[k] = spark.query[k]; });
+        spark.write({ query: q });
+        break;
+      case 'end': spark.end(); break;
+      case 'reconnect': spark.end(undefined, { reconnect: true }); break;
+    }
+  });
+}
+
 primus.on('connection', function (spark) {
   log('connection', { spark: spark.id, url: spark.request && spark.request.url });
+  if (useEmitter) emitterEvents(spark);
 
   spark.on('data', function (msg) {
     if (!msg || typeof msg !== 'object' || Array.isArray(msg) || Buffer.isBuffer(msg)) return;
@@ -322,7 +397,7 @@ if (env.EXIT_ON_STDIN_CLOSE === '1') {
 
 server.listen(port, '127.0.0.1', function () {
   var actual = server.address().port;
-  log('http-listening', { port: actual, pingInterval: pingInterval, redis: useRedis, channel: channel, instance: primus.rooms.id });
+  log('http-listening', { port: actual, pingInterval: pingInterval, redis: useRedis, channel: channel, instance: primus.rooms.id, emitter: useEmitter });
   redisReady.then(function () {
     process.stdout.write('listening ' + actual + '\n');
   });
