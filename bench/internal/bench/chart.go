@@ -10,9 +10,13 @@ import (
 // Chart colours and the order in which the stacks are drawn (the floor
 // first, under the others) and listed.
 var (
-	stackColors = map[string]string{"node": "#3c873a", "centrifuge": "#d9480f", "go": "#00add8", "floor": "#888888"}
-	stackOrder  = []string{"floor", "node", "centrifuge", "go"}
+	stackColors = map[string]string{"node": "#3c873a", "centrifuge": "#d9480f", "go": "#00add8", "floor": "#888888",
+		"go-cluster": "#5f3dc4", "go-history": "#0b7285"}
+	stackOrder = []string{"floor", "node", "centrifuge", "go", "go-cluster", "go-history"}
 )
+
+// legendOrder is the order in which the stacks are listed.
+var legendOrder = []string{"node", "centrifuge", "go", "go-cluster", "go-history", "floor"}
 
 // panelTitles name the scenarios in the chart.
 var panelTitles = map[string]string{
@@ -44,6 +48,8 @@ func stackNames(st Setup) map[string]string {
 		"centrifuge": cf + " (Redis broker, JSON)",
 		"go":         "Go (this project)",
 		"floor":      "floor (dashed)",
+		"go-cluster": "Go on a 3-master Redis Cluster",
+		"go-history": "Go, history on (positioned clients)",
 	}
 }
 
@@ -76,7 +82,7 @@ func renderSVG(panels []ChartPanel, names map[string]string) string {
 	var legend strings.Builder
 	ly := rows*ph + (rows-1)*gap + 16
 	lx := 10
-	for _, s := range []string{"node", "centrifuge", "go", "floor"} {
+	for _, s := range legendOrder {
 		if !present[s] {
 			continue
 		}

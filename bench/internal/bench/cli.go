@@ -279,7 +279,7 @@ func cmdCompare(ctx context.Context, args []string, stderr io.Writer, logf func(
 	quick := fs.Bool("quick", false, "one run with short steps and 10,000 idle connections (a few minutes)")
 	runs := fs.Int("runs", 3, "runs per scenario and stack (medians are reported)")
 	scen := fs.String("scenarios", "S1,S2,S3,S4,S5", "scenarios to run")
-	stacks := fs.String("stacks", "node,centrifuge,go,floor", "stacks to run: node, centrifuge, go, floor (the trivial reference server, S1-S3 only)")
+	stacks := fs.String("stacks", "node,centrifuge,go,floor", "stacks to run: node, centrifuge, go, floor (the trivial reference server, S1-S3 only), go-cluster (Go on a 3-master Redis Cluster), go-history (Go with history for every room and clients joined with recover, S1-S3 only)")
 	out := fs.String("out", "bench-results", "results directory (relative to -repo)")
 	update := fs.String("update", "", "markdown file whose results section (between the primus-bench markers) is rewritten, e.g. BENCHMARKS.md")
 	repo := fs.String("repo", "", "module root (default: found upwards from the working directory)")

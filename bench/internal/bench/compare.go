@@ -19,7 +19,7 @@ type CompareConfig struct {
 	Runs      int      // independent runs per scenario and stack (medians are reported)
 	Quick     bool     // short steps, one run, 10,000 idle connections only
 	Scenarios []string // S1..S5
-	Stacks    []string // "node", "centrifuge", "go", "floor"
+	Stacks    []string // "node", "centrifuge", "go", "go-cluster", "go-history", "floor"
 	Out       string   // results directory
 	Update    string   // markdown file whose results section is rewritten ("" = none)
 	Repo      string   // module root
@@ -139,7 +139,7 @@ func Compare(ctx context.Context, c CompareConfig) error {
 			return err
 		}
 	}
-	if slices.Contains(c.Stacks, "go") || slices.Contains(c.Stacks, "go-cluster") {
+	if slices.ContainsFunc(c.Stacks, func(s string) bool { return s == "go" || strings.HasPrefix(s, "go-") }) {
 		e.goBin = filepath.Join(tmp, "primus-server")
 		c.Log("building cmd/primus-server into %s", e.goBin)
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", e.goBin, "./cmd/primus-server")
@@ -203,6 +203,9 @@ func Compare(ctx context.Context, c CompareConfig) error {
 				}
 				if stack == "floor" && (sc.name == "S4" || sc.name == "S5") {
 					continue // no Redis, no Primus: nothing to compare there
+				}
+				if stack == "go-history" && (sc.name == "S4" || sc.name == "S5") {
+					continue // S4 bypasses the nodes' history script; S5 is go's
 				}
 				e.logPrefix = fmt.Sprintf("r%d-%s-%s", run, sc.name, stack)
 				rec := c.runOne(ctx, e, sc, stack, run, nodeMax)

@@ -191,10 +191,13 @@ const centrifugePrefix = "centrifuge"
 
 // stackProtocol is the client protocol each stack speaks.
 func stackProtocol(stack string) string {
-	if stack == "centrifuge" {
+	switch stack {
+	case "centrifuge":
 		return ProtoCentrifuge
+	case "go-history":
+		return ProtoPrimusRecover
 	}
-	return ProtoPrimus // node, go, floor
+	return ProtoPrimus // node, go, go-cluster, floor
 }
 
 // goHealthy waits for /healthz to say "ok" (which includes a connected
@@ -372,8 +375,11 @@ func (e *env) logPath(tag string) string {
 	return e.tmp + "/" + e.logPrefix + tag + ".log"
 }
 
-// deploy starts Redis and two nodes of stack ("node", "centrifuge", "go"
-// or "floor").
+// goHistorySize is the history kept per room by the go-history stack.
+const goHistorySize = 100
+
+// deploy starts Redis and two nodes of stack ("node", "centrifuge", "go",
+// "go-cluster", "go-history" or "floor").
 func (e *env) deploy(ctx context.Context, stack, tag string) (*deployment, error) {
 	d := &deployment{}
 	dl, err := dialectFor(stackProtocol(stack))
@@ -400,14 +406,19 @@ func (e *env) deploy(ctx context.Context, stack, tag string) (*deployment, error
 		name := fmt.Sprintf("%s-node%d", stack, i)
 		var s *server
 		switch stack {
-		case "go", "go-cluster":
+		case "go", "go-cluster", "go-history":
 			argv := []string{e.goBin}
 			if e.profileDir != "" {
 				argv = []string{e.self, "serve", "-cpuprofile", filepath.Join(e.profileDir, e.logPrefix+tag+"-"+name+".prof"), "--"}
 			}
-			if stack == "go-cluster" {
+			switch stack {
+			case "go-cluster":
 				argv = append(argv, "-redis-cluster-addrs", seeds)
-			} else {
+			case "go-history":
+				// Every room keeps history; the clients join with
+				// "recover" (positioned delivery). Native mode only.
+				argv = append(argv, "-redis-url", d.redisAt, "-history-size", strconv.Itoa(goHistorySize), "-history-ttl", "5m")
+			default:
 				argv = append(argv, "-redis-url", d.redisAt, "-redis-mode", e.goRedis)
 			}
 			argv = append(argv, "-addr", addr,

@@ -54,8 +54,9 @@ const (
 
 // Protocol names.
 const (
-	ProtoPrimus     = "primus"
-	ProtoCentrifuge = "centrifuge"
+	ProtoPrimus        = "primus"
+	ProtoPrimusRecover = "primus-recover"
+	ProtoCentrifuge    = "centrifuge"
 )
 
 // dialectFor returns the named dialect ("" is Primus).
@@ -63,10 +64,12 @@ func dialectFor(name string) (dialect, error) {
 	switch name {
 	case "", ProtoPrimus:
 		return primusDialect{}, nil
+	case ProtoPrimusRecover:
+		return primusRecoverDialect{}, nil
 	case ProtoCentrifuge:
 		return centrifugeDialect{}, nil
 	}
-	return nil, fmt.Errorf("unknown protocol %q (want %s or %s)", name, ProtoPrimus, ProtoCentrifuge)
+	return nil, fmt.Errorf("unknown protocol %q (want %s, %s or %s)", name, ProtoPrimus, ProtoPrimusRecover, ProtoCentrifuge)
 }
 
 // primusDialect is the command protocol of the Primus stacks (the Node
@@ -114,6 +117,41 @@ func (primusDialect) classify(msg []byte) (msgKind, []byte, uint32) {
 }
 
 func (primusDialect) pong(dst, ping []byte) []byte { return pongFor(dst, ping) }
+
+// primusRecoverDialect is the Primus command protocol with positioned
+// delivery (room history, docs/history.md): joins ask for it with
+// "recover":true, and each delivery arrives as
+// {"room":"r","offset":N,"epoch":"E","data":X}, of which the generator
+// checks X as it checks plain deliveries.
+type primusRecoverDialect struct{ primusDialect }
+
+var (
+	positionedPrefix = []byte(`{"room":"`)
+	positionedData   = []byte(`,"data":`)
+)
+
+func (primusRecoverDialect) name() string { return ProtoPrimusRecover }
+
+func (primusRecoverDialect) join(dst []byte, id uint32, room string) []byte {
+	dst = append(dst, `{"join":`...)
+	dst = strconv.AppendQuote(dst, room)
+	dst = append(dst, `,"recover":true,"ack":`...)
+	dst = strconv.AppendUint(dst, uint64(id), 10)
+	return append(dst, '}')
+}
+
+func (d primusRecoverDialect) classify(msg []byte) (msgKind, []byte, uint32) {
+	if !bytes.HasPrefix(msg, positionedPrefix) {
+		return d.primusDialect.classify(msg)
+	}
+	// The benchmark's room names need no escaping, and "data" is the
+	// last member.
+	i := bytes.Index(msg, positionedData)
+	if i < 0 || msg[len(msg)-1] != '}' {
+		return msgOther, nil, 0
+	}
+	return msgData, msg[i+len(positionedData) : len(msg)-1], 0
+}
 
 // appendPublishCommand appends the Primus stacks' publish command.
 func appendPublishCommand(dst []byte, room string, data []byte) []byte {

@@ -124,8 +124,34 @@ func TestCentrifugeDialect(t *testing.T) {
 	}
 }
 
+func TestPrimusRecoverDialect(t *testing.T) {
+	d := primusRecoverDialect{}
+	if got := string(d.join(nil, 7, "r3")); got != `{"join":"r3","recover":true,"ack":7}` {
+		t.Errorf("join %s", got)
+	}
+	data := appendPayload(nil, 5, 77, 3, 1, 100)
+	for _, tc := range []struct {
+		msg  string
+		kind msgKind
+		data string
+		id   uint32
+	}{
+		{`{"room":"r3","offset":12,"epoch":"Ab_9","data":` + string(data) + `}`, msgData, string(data), 0},
+		{`{"room":"r3","offset":12,"epoch":"Ab_9"}`, msgOther, "", 0},
+		{`{"room":"r3","offset":12,"epoch":"Ab_9","data":1`, msgOther, "", 0},
+		{string(data), msgData, string(data), 0},
+		{`{"ack":7,"ok":true,"offset":0,"epoch":"Ab_9"}`, msgReply, "", 7},
+		{`"primus::ping::1700"`, msgPing, "", 0},
+	} {
+		kind, got, id := d.classify([]byte(tc.msg))
+		if kind != tc.kind || string(got) != tc.data || id != tc.id {
+			t.Errorf("classify %s: %d %q %d, want %d %q %d", tc.msg, kind, got, id, tc.kind, tc.data, tc.id)
+		}
+	}
+}
+
 func TestDialectFor(t *testing.T) {
-	for name, want := range map[string]string{"": ProtoPrimus, "primus": ProtoPrimus, "centrifuge": ProtoCentrifuge} {
+	for name, want := range map[string]string{"": ProtoPrimus, "primus": ProtoPrimus, "primus-recover": ProtoPrimusRecover, "centrifuge": ProtoCentrifuge} {
 		if d, err := dialectFor(name); err != nil || d.name() != want {
 			t.Errorf("%q: %v %v", name, d, err)
 		}

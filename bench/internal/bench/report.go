@@ -612,7 +612,7 @@ func Report(in, out, base, update string) error {
 	c := CompareConfig{Runs: setup.Runs, Quick: setup.Quick, Scenarios: setup.Scenarios, Stacks: setup.Stacks,
 		Idle: setup.Idle, Out: out, Update: update}
 	if len(c.Stacks) == 0 {
-		for _, st := range []string{"node", "centrifuge", "go", "floor"} {
+		for _, st := range legendOrder {
 			for _, r := range recs {
 				if r.Stack == st {
 					c.Stacks = append(c.Stacks, st)
