@@ -140,18 +140,7 @@ func DecodeEnvelope(payload []byte) (*primus.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &primus.Message{
-		ID:     env.id,
-		Origin: env.origin,
-		Rooms:  env.rooms[env.lead:],
-		Except: env.except,
-		Data:   bytesOf(env.data),
-		Offset: env.offset,
-		Epoch:  env.epoch,
-	}
-	if env.lead > 0 {
-		m.Skip = env.rooms[:env.lead]
-	}
+	m := env.message()
 	if len(m.Rooms) == 0 {
 		m.Rooms = nil
 	}
@@ -209,6 +198,25 @@ func envelopeOrigin(p string) (origin string, ok bool) {
 	return origin, !d.bad
 }
 
+// message is env as a primus.Message: its target rooms in Rooms, the
+// rooms to skip (version 2) in Skip, its offset and epoch. It copies
+// nothing: strings and Data alias the payload env was decoded from.
+func (env *envelope) message() *primus.Message {
+	m := &primus.Message{
+		ID:     env.id,
+		Origin: env.origin,
+		Rooms:  env.rooms[env.lead:],
+		Except: env.except,
+		Data:   bytesOf(env.data),
+		Offset: env.offset,
+		Epoch:  env.epoch,
+	}
+	if env.lead > 0 {
+		m.Skip = env.rooms[:env.lead]
+	}
+	return m
+}
+
 type decoder struct {
 	p   string
 	i   int
@@ -216,31 +224,13 @@ type decoder struct {
 }
 
 func (d *decoder) uvarint() int {
-	var x uint64
-	for shift := 0; shift < 64; shift += 7 {
-		if d.i >= len(d.p) {
-			d.bad = true
-			return 0
-		}
-		b := d.p[d.i]
-		d.i++
-		if (b == 0 && shift > 0) || (shift == 63 && b > 1) {
-			// Over-long or overflowing: every value has one encoding.
-			d.bad = true
-			return 0
-		}
-		x |= uint64(b&0x7f) << shift
-		if b < 0x80 {
-			if x > uint64(len(d.p)-d.i) {
-				// No length or count can exceed what is left.
-				d.bad = true
-				return 0
-			}
-			return int(x)
-		}
+	x := d.uvarint64()
+	if x > uint64(len(d.p)-d.i) {
+		// No length or count can exceed what is left.
+		d.bad = true
+		return 0
 	}
-	d.bad = true
-	return 0
+	return int(x)
 }
 
 // uvarint64 reads a number that is not a length (an offset).
@@ -254,6 +244,7 @@ func (d *decoder) uvarint64() uint64 {
 		b := d.p[d.i]
 		d.i++
 		if (b == 0 && shift > 0) || (shift == 63 && b > 1) {
+			// Over-long or overflowing: every value has one encoding.
 			d.bad = true
 			return 0
 		}

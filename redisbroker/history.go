@@ -393,19 +393,7 @@ func (b *Broker) historyEntry(e rueidis.RedisMessage, room string, pos primus.Hi
 	if err != nil || env.offset != offset || env.epoch != pos.Epoch || len(env.rooms) != env.lead+1 || env.rooms[env.lead] != room {
 		return nil, false
 	}
-	m := &primus.Message{
-		ID:     env.id,
-		Origin: env.origin,
-		Rooms:  env.rooms[env.lead:],
-		Except: env.except,
-		Data:   bytesOf(env.data),
-		Offset: env.offset,
-		Epoch:  env.epoch,
-	}
-	if env.lead > 0 {
-		m.Skip = env.rooms[:env.lead]
-	}
-	return m, true
+	return env.message(), true
 }
 
 // ---- subscription liveness and resyncs ----
