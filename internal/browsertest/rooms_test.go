@@ -329,6 +329,17 @@ func TestJoinRecoverNewEpoch(t *testing.T) {
 	WaitFor(t, tab, wait, `n === 5`, "the new epoch's messages")
 	check(t, tab, `last.offset === 2 && last.epoch !== `+jsString(epoch1)+` && dupes().length === 0 && bad.length === 0`)
 
+	// A second client starts from a position the app kept: it is given
+	// what came after it, then recovered true.
+	Exec(t, tab, `window.q = new Primus(location.origin);
+		window.qdata = []; window.qrecov = [];
+		q.on('data', function (m) { qdata.push(m); });
+		q.on('recovered', function (room, ok) { qrecov.push([room, ok]); });
+		q.join('h', {recover: true, since: {offset: 1, epoch: last.epoch}});`)
+	WaitFor(t, tab, wait, `qrecov.length === 1`, "the second client's recovered event")
+	check(t, tab, `qrecov[0][1] === true && qdata.length === 1 && qdata[0].offset === 2 && qdata[0].data === 2 && qdata[0].room === 'h'`)
+	Exec(t, tab, `q.destroy()`)
+
 	Exec(t, tab, `p.leave('p', ackOf('leave'));`)
 	WaitFor(t, tab, wait, `acks.length === 3`, "the leave's ack")
 	check(t, tab, `acks[2].name === 'leave' && acks[2].err === null && acks[2].reply.ok === true &&
@@ -414,4 +425,10 @@ func TestJoinHostileReplies(t *testing.T) {
 	if s := mustJSON(t, got); s != want {
 		t.Errorf("got\n%s\nwant\n%s", s, want)
 	}
+
+	// Unanswered acks are bounded: of 1 100 leaves, the oldest 76 are
+	// given up (their callbacks get an error), 1 024 are awaited.
+	Exec(t, tab, `window.givenUp = 0;
+		for (var i = 0; i < 1100; i++) p.leave('x' + i, function (err) { if (err && /acknowledgements awaited/.test(err.message)) givenUp++; });`)
+	check(t, tab, `givenUp === 76 && p._rooms.pending === 1024 && Object.keys(p._rooms.acks).length === 1024 && errors.length === 0`)
 }
