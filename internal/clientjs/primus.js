@@ -34,6 +34,54 @@
  *    websockets transport exists; `transport` options are ignored (browsers
  *    take none); the context checks ("Primus#write's context should...")
  *    are not made.
+ *
+ * Not in the original: rooms of primus-server (cmd/primus-server, the
+ * standalone server), with room history (docs/history.md). They send the
+ * server's command protocol through write(), not primus-rooms' format; a
+ * server that does not speak it just gets data messages.
+ *
+ *   primus.join('chat', function (err, reply) { ... });             // {"join":"chat","ack":...}
+ *   primus.join('feed', { recover: true }, function (err, reply) {   // reply.offset, reply.epoch
+ *   });
+ *   primus.on('data', function (msg) {
+ *     // a write to 'feed': {room: 'feed', offset: 42, epoch: 'k3x...', data: ...}
+ *   });
+ *   primus.on('recovered', function (room, recovered) {
+ *     if (!recovered) reloadFeed(); // the messages since the cut are not all there
+ *   });
+ *   primus.leave('chat', function (err, reply) { ... });
+ *
+ *  - join(room, [opts], [fn]): opts.recover true joins a history room with
+ *    positioned delivery; opts.since {offset, epoch} (with recover), a
+ *    position the app kept, asks for what came after it first (then
+ *    `recovered`). fn(err, reply) is called once, with the server's
+ *    acknowledgement ({ack, ok: true, ...}; err from its "error", or for an
+ *    ack that is neither ok nor an error). A join made while the client is
+ *    not open is sent when it opens; one whose ack the connection lost is
+ *    sent again on the next, and fn waits for that ack.
+ *  - The client remembers the rooms joined (until leave() or destroy(),
+ *    end() included) and joins them again every time a connection opens,
+ *    before the messages the app queued while offline go out: plain joins
+ *    as plain joins; recover joins with since, the last position received,
+ *    then emits `recovered` (room, recovered) from the ack. recovered false:
+ *    the epoch changed or the history does not reach back; nothing was
+ *    replayed and the app must reload the room's state (the client goes on
+ *    from the ack's position). A join the server refuses forgets the room;
+ *    with no callback waiting (a rejoin), `error` is emitted (err.room is
+ *    the room) if anyone listens.
+ *  - A recover room's writes arrive as `data` with the message as the
+ *    server sent it, {room, offset, epoch, data}, in order and once each:
+ *    the client keeps the last (offset, epoch) and drops a message at or
+ *    below it in the same epoch.
+ *  - leave(room, [fn]) forgets the room and sends {"leave": room} when
+ *    open; when not, fn(null, null) is called soon (there is nothing to
+ *    leave). fn(null, null) also when the ack is lost with the connection.
+ *  - Acks are "primus-js:<n>"; replies to them never reach `data` (other
+ *    acks do). At most 1024 are awaited; beyond, the oldest is given up and
+ *    its callbacks get an error. Malformed replies and positioned messages
+ *    never throw: what is not the client's own is passed on as `data`.
+ *  - `recovered` is a reserved event: primus-emitter events of that name
+ *    are dropped.
  */
 (function (root, factory) {
   var Primus = factory(root);
