@@ -34,6 +34,54 @@
  *    websockets transport exists; `transport` options are ignored (browsers
  *    take none); the context checks ("Primus#write's context should...")
  *    are not made.
+ *
+ * Not in the original: rooms of primus-server (cmd/primus-server, the
+ * standalone server), with room history (docs/history.md). They send the
+ * server's command protocol through write(), not primus-rooms' format; a
+ * server that does not speak it just gets data messages.
+ *
+ *   primus.join('chat', function (err, reply) { ... });             // {"join":"chat","ack":...}
+ *   primus.join('feed', { recover: true }, function (err, reply) {   // reply.offset, reply.epoch
+ *   });
+ *   primus.on('data', function (msg) {
+ *     // a write to 'feed': {room: 'feed', offset: 42, epoch: 'k3x...', data: ...}
+ *   });
+ *   primus.on('recovered', function (room, recovered) {
+ *     if (!recovered) reloadFeed(); // the messages since the cut are not all there
+ *   });
+ *   primus.leave('chat', function (err, reply) { ... });
+ *
+ *  - join(room, [opts], [fn]): opts.recover true joins a history room with
+ *    positioned delivery; opts.since {offset, epoch} (with recover), a
+ *    position the app kept, asks for what came after it first (then
+ *    `recovered`). fn(err, reply) is called once, with the server's
+ *    acknowledgement ({ack, ok: true, ...}; err from its "error", or for an
+ *    ack that is neither ok nor an error). A join made while the client is
+ *    not open is sent when it opens; one whose ack the connection lost is
+ *    sent again on the next, and fn waits for that ack.
+ *  - The client remembers the rooms joined (until leave() or destroy(),
+ *    end() included) and joins them again every time a connection opens,
+ *    before the messages the app queued while offline go out: plain joins
+ *    as plain joins; recover joins with since, the last position received,
+ *    then emits `recovered` (room, recovered) from the ack. recovered false:
+ *    the epoch changed or the history does not reach back; nothing was
+ *    replayed and the app must reload the room's state (the client goes on
+ *    from the ack's position). A join the server refuses forgets the room;
+ *    with no callback waiting (a rejoin), `error` is emitted (err.room is
+ *    the room) if anyone listens.
+ *  - A recover room's writes arrive as `data` with the message as the
+ *    server sent it, {room, offset, epoch, data}, in order and once each:
+ *    the client keeps the last (offset, epoch) and drops a message at or
+ *    below it in the same epoch.
+ *  - leave(room, [fn]) forgets the room and sends {"leave": room} when
+ *    open; when not, fn(null, null) is called soon (there is nothing to
+ *    leave). fn(null, null) also when the ack is lost with the connection.
+ *  - Acks are "primus-js:<n>"; replies to them never reach `data` (other
+ *    acks do). At most 1024 are awaited; beyond, the oldest is given up and
+ *    its callbacks get an error. Malformed replies and positioned messages
+ *    never throw: what is not the client's own is passed on as `data`.
+ *  - `recovered` is a reserved event: primus-emitter events of that name
+ *    are dropped.
  */
 (function (root, factory) {
   var Primus = factory(root);
@@ -477,6 +525,8 @@
   Primus.prototype.CLOSED = 2;
   Primus.prototype.OPEN = 3;
 
+  Primus.prototype._rooms = null; // primus.join's rooms, made by the first join or leave
+
   Primus.prototype.AVOID_WEBSOCKETS = false;
   Primus.prototype.NETWORK_EVENTS = false;
   Primus.prototype.online = true;
@@ -509,7 +559,8 @@
     'reconnect scheduled': 1, 'reconnect timeout': 1, 'readyStateChange': 1,
     'reconnect failed': 1, 'reconnected': 1, 'reconnect': 1, 'offline': 1,
     'timeout': 1, 'destroy': 1, 'online': 1, 'error': 1, 'close': 1,
-    'open': 1, 'data': 1, 'end': 1
+    'open': 1, 'data': 1, 'end': 1,
+    'recovered': 1 // not in the original: primus.join's event
   };
 
   // initialise wires the internal events; the order of the listeners is
@@ -553,6 +604,8 @@
       primus.readyState = Primus.OPEN;
       if (readyState !== primus.readyState) primus.emit('readyStateChange', 'open');
       primus.heartbeat();
+      // Not in the original: the rooms of primus.join go first (rooms section).
+      if (primus._rooms) rejoin(primus);
       if (primus.buffer.length) {
         var data = primus.buffer.slice(), i;
         primus.buffer.length = 0;
@@ -677,7 +730,12 @@
         transform(index, done);
       });
     }(0, function done() {
-      if (type === 'incoming') return connection.emit('data', packet.data, raw);
+      if (type === 'incoming') {
+        // Not in the original: acknowledgements of primus.join/leave and
+        // duplicates of positioned messages stop here (rooms section).
+        if (connection._rooms && roomsIncoming(connection, packet.data)) return;
+        return connection.emit('data', packet.data, raw);
+      }
       connection._write(packet.data);
     }));
     return this;
@@ -776,7 +834,7 @@
   // destroy ends the client, frees it and removes every listener after a
   // last `destroy` event; it returns false when called again.
   Primus.prototype.destroy = function destroy() {
-    var keys = ['url', 'timers', 'options', 'recovery', 'socket', 'transport', 'transformers'], i;
+    var keys = ['url', 'timers', 'options', 'recovery', 'socket', 'transport', 'transformers', '_rooms'], i;
     if (this.url === null) return false;
     this.end();
     for (i = 0; i < keys.length; i++) {
@@ -1005,6 +1063,216 @@
   Primus.prototype.send = function send(ev) {
     if (/^(newListener|removeListener)/.test(ev)) return this;
     this.emitter.send.apply(this.emitter, arguments);
+    return this;
+  };
+
+  // --- rooms: primus-server's command protocol (not in the original) --------
+  // join/leave send {"join": room, "ack": "primus-js:<n>"} (with "recover"
+  // or "since" for history rooms) and {"leave": room, "ack": ...} through
+  // write(); the server answers {"ack": ..., "ok": true, ...} or
+  // {"ack": ..., "error": "..."}. The client remembers the rooms it joined
+  // and joins them again on every connection, before the messages queued
+  // while it was offline; for rooms joined with {recover: true} it tracks
+  // the last position (offset, epoch) received and asks for what it missed
+  // ("since"), then emits `recovered` (room, recovered).
+  var ACK_PREFIX = 'primus-js:';
+  var ackRe = /^primus-js:([1-9][0-9]{0,14})$/;
+  var MAX_ACKS = 1024; // acknowledgements awaited at once; beyond, the oldest is given up
+
+  function Rooms() {
+    this.list = [];   // the tracked rooms (entries), in the order joined
+    this.names = {};  // '$' + room -> entry
+    this.acks = {};   // n -> {entry} for a join, {fns} for a leave
+    this.pending = 0; // how many acks
+    this.oldest = 1;  // no awaited ack below it
+    this.next = 1;    // the next ack number
+  }
+
+  // isPosition tells an {offset, epoch} the server could have sent.
+  function isPosition(p) {
+    return !!p && typeof p === 'object' && typeof p.offset === 'number' && p.offset >= 0 &&
+      p.offset % 1 === 0 && p.offset <= 9007199254740991 && typeof p.epoch === 'string';
+  }
+
+  function roomName(room, method) {
+    if (typeof room !== 'string' || !room) throw new TypeError('Primus#' + method + ': the room must be a non-empty string');
+    return '$' + room;
+  }
+
+  function untrack(st, entry) {
+    var i = st.list.indexOf(entry);
+    if (i !== -1) st.list.splice(i, 1);
+    if (st.names['$' + entry.room] === entry) delete st.names['$' + entry.room];
+  }
+
+  function tracked(st, entry) {
+    return has.call(st.names, '$' + entry.room) && st.names['$' + entry.room] === entry;
+  }
+
+  function callAll(fns, err, reply) {
+    for (var i = 0; i < fns.length; i++) fns[i](err, reply);
+  }
+
+  // addAck awaits an ack for rec and returns its number; beyond MAX_ACKS
+  // the oldest awaited one is given up (its callbacks get an error).
+  function addAck(st, rec) {
+    var id = st.next++, old, fns;
+    st.acks[id] = rec;
+    st.pending++;
+    while (st.pending > MAX_ACKS && st.oldest < id) {
+      if (!has.call(st.acks, st.oldest)) { st.oldest++; continue; }
+      old = st.acks[st.oldest];
+      delete st.acks[st.oldest];
+      st.pending--;
+      fns = old.fns || [];
+      if (old.entry && old.entry.ack === st.oldest) {
+        fns = old.entry.fns;
+        old.entry.fns = [];
+        old.entry.ack = null;
+      }
+      st.oldest++;
+      callAll(fns, new Error('primus: more than ' + MAX_ACKS + ' acknowledgements awaited; the oldest is given up'), undefined);
+    }
+    return id;
+  }
+
+  // sendJoin sends the join command of a tracked room.
+  function sendJoin(primus, st, entry) {
+    var rec = { entry: entry, since: false }, cmd = { join: entry.room };
+    if (entry.recover) {
+      if (entry.pos) {
+        cmd.since = { offset: entry.pos.offset, epoch: entry.pos.epoch };
+        rec.since = true;
+      } else {
+        cmd.recover = true;
+      }
+    }
+    entry.ack = addAck(st, rec);
+    cmd.ack = ACK_PREFIX + entry.ack;
+    primus.write(cmd);
+  }
+
+  // rejoin runs when a connection opens: acks awaited on the previous one
+  // will not come; every tracked room is joined again (callbacks of joins
+  // not yet acknowledged wait for the new ack).
+  function rejoin(primus) {
+    var st = primus._rooms, old = st.acks, lost = [], id, rec, i;
+    st.acks = {};
+    st.pending = 0;
+    st.oldest = st.next;
+    for (id in old) {
+      if (!has.call(old, id)) continue;
+      rec = old[id];
+      if (rec.fns) lost.push({ fns: rec.fns, err: null }); // a leave: the new connection is in no room
+      else if (!tracked(st, rec.entry) && rec.entry.ack === +id) {
+        lost.push({ fns: rec.entry.fns, err: new Error('primus: the connection closed before the join was acknowledged') });
+        rec.entry.fns = [];
+        rec.entry.ack = null;
+      }
+    }
+    var list = st.list.slice();
+    for (i = 0; i < list.length; i++) {
+      if (tracked(st, list[i])) sendJoin(primus, st, list[i]);
+    }
+    for (i = 0; i < lost.length; i++) callAll(lost[i].fns, lost[i].err, null);
+  }
+
+  // roomsIncoming looks at a message before the `data` event: true when it
+  // is for the client only (an ack of ours, a duplicate positioned message).
+  // Whatever the message, it does not throw.
+  function roomsIncoming(primus, msg) {
+    var st = primus._rooms, m, id, rec, entry, err = null, pos = null, recovered = false, fns;
+    try {
+      if (!msg || typeof msg !== 'object' || Array.isArray(msg)) return false;
+      if (typeof msg.ack === 'string') {
+        m = ackRe.exec(msg.ack);
+        id = m ? +m[1] : 0;
+        if (!id || id >= st.next) return false; // not one of ours: the app's
+        if (!has.call(st.acks, id)) return true; // ours, no longer awaited
+        rec = st.acks[id];
+        if (typeof msg.error === 'string') err = new Error(msg.error);
+        else if (msg.ok !== true) err = new Error('primus: malformed acknowledgement');
+        if (!err && isPosition(msg)) pos = { offset: msg.offset, epoch: msg.epoch };
+        recovered = msg.recovered === true;
+      } else if (typeof msg.room === 'string' && has.call(st.names, '$' + msg.room)) {
+        entry = st.names['$' + msg.room];
+        if (!entry.recover || !isPosition(msg)) return false;
+        if (entry.pos && entry.pos.epoch === msg.epoch && msg.offset <= entry.pos.offset) return true;
+        entry.pos = { offset: msg.offset, epoch: msg.epoch };
+        return false;
+      } else {
+        return false;
+      }
+    } catch (e) {
+      return false;
+    }
+
+    // An ack of ours: its effects, then the callbacks (which may throw).
+    delete st.acks[id];
+    st.pending--;
+    if (rec.fns) {
+      callAll(rec.fns, err, msg);
+      return true;
+    }
+    entry = rec.entry;
+    fns = [];
+    if (entry.ack === id) {
+      entry.ack = null;
+      fns = entry.fns;
+      entry.fns = [];
+    }
+    var live = tracked(st, entry);
+    if (err) {
+      // The server left the client out of the room: it is forgotten,
+      // unless a newer join of it is on its way.
+      err.room = entry.room;
+      if (live && entry.ack === null) untrack(st, entry);
+      if (fns.length) callAll(fns, err, msg);
+      else if (live && primus.listeners('error').length) primus.emit('error', err);
+      return true;
+    }
+    if (live && entry.recover && pos &&
+      (!entry.pos || entry.pos.epoch !== pos.epoch || entry.pos.offset < pos.offset)) {
+      entry.pos = pos;
+    }
+    callAll(fns, null, msg);
+    if (live && rec.since) primus.emit('recovered', entry.room, recovered);
+    return true;
+  }
+
+  // join(room, [opts], [fn]) joins a room of primus-server (see the header).
+  Primus.prototype.join = function join(room, opts, fn) {
+    if (typeof opts === 'function') {
+      fn = opts;
+      opts = null;
+    }
+    var key = roomName(room, 'join'), st = this._rooms || (this._rooms = new Rooms()), entry;
+    opts = opts || {};
+    entry = has.call(st.names, key) ? st.names[key] : null;
+    if (!entry) {
+      entry = { room: room, recover: false, pos: null, ack: null, fns: [] };
+      st.names[key] = entry;
+      st.list.push(entry);
+    }
+    entry.recover = opts.recover === true;
+    if (!entry.recover) entry.pos = null;
+    else if (isPosition(opts.since)) entry.pos = { offset: opts.since.offset, epoch: opts.since.epoch };
+    if (typeof fn === 'function') entry.fns.push(fn);
+    if (this.readyState === Primus.OPEN) sendJoin(this, st, entry);
+    return this;
+  };
+
+  // leave(room, [fn]) leaves a room and forgets it.
+  Primus.prototype.leave = function leave(room, fn) {
+    var key = roomName(room, 'leave'), st = this._rooms || (this._rooms = new Rooms());
+    if (has.call(st.names, key)) untrack(st, st.names[key]);
+    fn = typeof fn === 'function' ? fn : null;
+    if (this.readyState === Primus.OPEN) {
+      this.write({ leave: room, ack: ACK_PREFIX + addAck(st, { fns: fn ? [fn] : [] }) });
+    } else if (fn) {
+      // No connection: no room to leave, and the next one will not join it.
+      setTimeout(function () { fn(null, null); }, 0);
+    }
     return this;
   };
 
