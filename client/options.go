@@ -164,8 +164,9 @@ type Options struct {
 
 	// OnOpen runs every time a connection opens: after the first Dial and
 	// after every reconnect. A reconnect is a brand-new session on the
-	// server (new spark id, no room membership), so this is where an
-	// application (re-)joins its rooms.
+	// server (new spark id, no room membership): the client joins the
+	// rooms of Join again by itself (those joins go out first); this is
+	// where an application restores any other session state.
 	//
 	// It runs on the client's connection-management goroutine. Messages
 	// written while it runs (by it or, concurrently, by any other

@@ -174,10 +174,10 @@ func (c *Client) Join(ctx context.Context, room string, opts ...JoinOption) erro
 	select {
 	case <-done:
 	case <-ctx.Done():
-		if created && r.abandon(c, st) {
+		if !created || r.abandon(c, st) {
 			return wrapErr("join", ctx.Err())
 		}
-		<-done // acknowledged (or failed) meanwhile
+		<-done // acknowledged (or failed) meanwhile: abandon did nothing
 	case <-c.ctx.Done():
 		return wrapErr("join", c.closedErr())
 	}
