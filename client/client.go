@@ -49,6 +49,7 @@ type Client struct {
 	stats stats
 
 	emitter emitter // named events and acks (emitter.go)
+	rooms   roomSet // rooms kept across reconnects (rooms.go)
 }
 
 type flusher struct {
@@ -395,11 +396,16 @@ func (c *Client) dialWS(ctx context.Context) (*websocket.Conn, error) {
 func (c *Client) activate(ws *websocket.Conn) *conn {
 	cn := newConn(c, ws)
 	c.stats.connects.Add(1)
+	// The rooms are joined again first, and a Join racing with this sees
+	// either the room in the list or cn current.
+	c.rooms.mu.Lock()
+	c.rooms.rejoin(cn)
 	c.mu.Lock()
 	c.cur = cn
 	c.inOnOpen = c.opts.OnOpen != nil
 	close(c.opened)
 	c.mu.Unlock()
+	c.rooms.mu.Unlock()
 	cn.start()
 	c.log.Debug("primus client: connected")
 	return cn

@@ -158,6 +158,9 @@ func (cn *conn) handle(typ websocket.MessageType, b []byte) bool {
 		cn.serverClose = true
 	case protocol.KindIgnored:
 	default:
+		if handled, ok := cn.handleRooms(b); handled { // rooms.go
+			return ok
+		}
 		if c.handleEvent(b) { // an event with a handler, or an awaited ack
 			c.stats.received.Add(1)
 			return true

@@ -5,15 +5,14 @@
 //
 // # Usage
 //
-//	c, err := client.Dial(ctx, "https://chat.example.com", client.Options{
-//		OnOpen: func(c *client.Client) {
-//			c.Write(map[string]any{"join": "news"}) // after every (re)connect
-//		},
-//	})
+//	c, err := client.Dial(ctx, "https://chat.example.com", client.Options{})
 //	if err != nil {
 //		return err
 //	}
 //	defer c.Close()
+//	if err := c.Join(ctx, "news"); err != nil { // joined again after every reconnect
+//		return err
+//	}
 //	for m := range c.Messages() {
 //		var v Event
 //		if err := m.Decode(&v); err != nil { ... }
@@ -31,14 +30,51 @@
 // reconnects with the original client's backoff (ReconnectPolicy: 500 ms,
 // then exponential with jitter, 10 attempts by default). Every reconnect is
 // a new Primus session: the server sees a new spark with a new id and no room
-// membership, which is why Options.OnOpen exists. Messages written while
-// disconnected wait in a bounded queue and are sent after OnOpen has run.
+// membership: the client joins the rooms of Join again by itself (see
+// Rooms and recovery), and Options.OnOpen runs on every connection for
+// anything else. Messages written while disconnected wait in a bounded
+// queue and are sent after OnOpen has run.
 //
 // The client does not reconnect when the server ended the session on purpose
 // ("primus::server::close", spark.end() on the server): it ends with
 // ErrServerEnded. It also ends when Retries attempts in a row failed
 // (ErrReconnectFailed) or Close was called (ErrClosed). Done, Wait and Err
 // report the end.
+//
+// # Rooms and recovery
+//
+// With the standalone server (cmd/primus-server, internal/serverapp) and
+// its command protocol, Join and Leave manage rooms for the application:
+//
+//	err := c.Join(ctx, "chat")                    // {"join":"chat","ack":...}, waits for the ack
+//	err = c.Join(ctx, "prices", client.Recover()) // positioned delivery from the room's history
+//	err = c.Leave(ctx, "chat")
+//
+// The client keeps the rooms joined: after every reconnect (a new session,
+// without rooms) it joins them again by itself, before the messages queued
+// while disconnected and before Options.OnOpen's. Join returns once the
+// server acknowledged the join, or fails with its error (ErrRefused); at
+// most Options.MaxRooms rooms are kept. The client's commands carry ack
+// values starting with "primus-go:"; their replies are consumed, other
+// acknowledgements reach the application as before.
+//
+// A room joined with Recover must keep history on the server
+// (-history-size N, -history-ttl D). Its messages carry their position:
+// Message.Room, Message.Offset and Message.Epoch are set and Data is the
+// data written to the room. After a reconnect the client rejoins with the
+// position of the last message it delivered (since), the server replays
+// what the client missed before acknowledging, and the client drops
+// anything at or before that position: across reconnects the application
+// receives every message once, in order. Options.OnRecover(room,
+// recovered) then reports the outcome of each such rejoin: false when the
+// server could not replay everything (its history was lost: a new epoch;
+// or no longer reaches back that far). The application must then reload
+// the room's state from its source of truth; the messages that follow are
+// the writes after the new position. Position returns the position the
+// client tracks. Messages that waited in the Messages channel when the
+// client ended, or that the application had not handled when it crashed,
+// are the application's business: persist Position with the state derived
+// from the messages if it must survive a restart of the process.
 //
 // # Heartbeat
 //

@@ -27,6 +27,9 @@ const (
 	DefaultQueueSize = 1024
 	// DefaultMessageBuffer is the capacity of the Messages channel.
 	DefaultMessageBuffer = 64
+	// DefaultMaxRooms bounds the rooms Join keeps: the server's default
+	// maxRoomsPerSpark.
+	DefaultMaxRooms = 1000
 	// DefaultReadLimit is the largest message accepted from the server, in
 	// bytes: the server's own default maxLength (10 MiB).
 	DefaultReadLimit = 10 << 20
@@ -161,8 +164,9 @@ type Options struct {
 
 	// OnOpen runs every time a connection opens: after the first Dial and
 	// after every reconnect. A reconnect is a brand-new session on the
-	// server (new spark id, no room membership), so this is where an
-	// application (re-)joins its rooms.
+	// server (new spark id, no room membership): the client joins the
+	// rooms of Join again by itself (those joins go out first); this is
+	// where an application restores any other session state.
 	//
 	// It runs on the client's connection-management goroutine. Messages
 	// written while it runs (by it or, concurrently, by any other
@@ -172,6 +176,28 @@ type Options struct {
 	// call Write and ID and may wait for replies on Messages; it must not
 	// call Close.
 	OnOpen func(*Client)
+	// OnRecover runs after each automatic rejoin of a room joined with
+	// Recover (after a reconnect), when the server acknowledged it:
+	// recovered is true when the server replayed every message of the
+	// room the client missed (they were delivered before the call, in
+	// order, each once), false when it could not (the room's history was
+	// lost, an epoch change, or no longer reaches back that far): the
+	// application must then reload the room's state from its source of
+	// truth; the messages delivered after the call follow the new
+	// position. It also runs with false when a room's epoch changes in
+	// the middle of the stream. The first Join does not call it.
+	//
+	// It runs on the connection's reader goroutine, after every message
+	// received before the acknowledgement was delivered (handed to
+	// Handler or the Messages channel) and before any received after it,
+	// with the rules of Handler: it must not block for long, call Join or
+	// Leave (their acknowledgement is read by this goroutine) or Close.
+	OnRecover func(room string, recovered bool)
+	// MaxRooms bounds the rooms Join keeps (default 1000, the server's
+	// default maxRoomsPerSpark); Join returns ErrTooManyRooms beyond it.
+	// Negative is an error.
+	MaxRooms int
+
 	// OnClose runs whenever a connection closes, with the reason
 	// (ErrPingTimeout, a read error, ErrServerEnded, ErrClosed), before the
 	// client decides whether to reconnect, on the connection-management
@@ -228,6 +254,12 @@ func (o Options) withDefaults() (Options, error) {
 		errs = append(errs, fmt.Errorf("queue size %d is negative", o.QueueSize))
 	case o.QueueSize == 0:
 		o.QueueSize = DefaultQueueSize
+	}
+	switch {
+	case o.MaxRooms < 0:
+		errs = append(errs, fmt.Errorf("max rooms %d is negative", o.MaxRooms))
+	case o.MaxRooms == 0:
+		o.MaxRooms = DefaultMaxRooms
 	}
 	switch {
 	case o.MessageBuffer < 0:

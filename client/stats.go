@@ -27,10 +27,14 @@ type Stats struct {
 	// InvalidFrames counts frames from the server dropped because they
 	// were not valid JSON.
 	InvalidFrames uint64
+	// Duplicates counts positioned messages (rooms joined with Recover)
+	// dropped because the application had them already, or because a
+	// recovery that did not recover superseded them.
+	Duplicates uint64
 }
 
 type stats struct {
-	connects, sent, received, lost, discarded, queueFull, invalidFrames atomic.Uint64
+	connects, sent, received, lost, discarded, queueFull, invalidFrames, duplicates atomic.Uint64
 }
 
 // Stats returns a snapshot of the client's counters.
@@ -44,5 +48,6 @@ func (c *Client) Stats() Stats {
 		Discarded:     s.discarded.Load(),
 		QueueFull:     s.queueFull.Load(),
 		InvalidFrames: s.invalidFrames.Load(),
+		Duplicates:    s.duplicates.Load(),
 	}
 }

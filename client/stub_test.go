@@ -60,6 +60,9 @@ type stubConfig struct {
 	strictPong bool
 	// tls serves https (wss) with httptest's certificate; use s.srv.Client().
 	tls bool
+	// manualAcks leaves the acknowledgement of join and leave to the
+	// test, which writes it on the stubConn.
+	manualAcks bool
 }
 
 type stubConn struct {
@@ -274,6 +277,9 @@ func (sc *stubConn) command(m map[string]any) {
 		sc.ws.Write(context.Background(), websocket.MessageBinary, []byte(text))
 	default:
 		ok = false
+	}
+	if s.cfg.manualAcks && (m["join"] != nil || m["leave"] != nil) {
+		return
 	}
 	if ack, has := m["ack"]; has && ok {
 		sc.write(map[string]any{"ack": ack, "ok": true})

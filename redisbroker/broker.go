@@ -269,7 +269,10 @@ func (b *Broker) Unsubscribe(room string) {
 	}
 	st.wanted = false
 	b.hosted--
-	setLive(st, false) // nobody waits for an unwanted room
+	// Nobody waits for an unwanted room. A subscription kept for
+	// UnsubscribeDelay stays live: a join meanwhile finds it confirmed
+	// (applyRooms marks it dead when the UNSUBSCRIBE goes out).
+	setLive(st, st.live && st.subscribed)
 	if b.cl != nil {
 		p := b.cl.partOf(room)
 		if !st.subscribed {

@@ -759,6 +759,9 @@ func (cl *cluster) apply(p *partition, sc *shardConn, first bool) (o outcome, ok
 		if now.Sub(since) >= b.cfg.UnsubscribeDelay {
 			unsubs = append(unsubs, room)
 			delete(p.unwanted, room)
+			if st := p.rooms[room]; st != nil {
+				setLive(st, false) // a join from now on waits for the new SSUBSCRIBE
+			}
 		}
 	}
 	b.mu.Unlock()

@@ -288,3 +288,26 @@ func TestHistoryCluster(t *testing.T) {
 		}
 	}
 }
+
+// A room left and joined again within UnsubscribeDelay is still subscribed
+// (lazily unsubscribed): reads of its history must not wait for a
+// subscription confirmation that never comes again. (Found by the Go
+// client's recovery proof: a client that reconnects within the delay
+// rejoins a room its last spark just left.)
+func TestHistoryRejoinWithinUnsubscribeDelay(t *testing.T) {
+	srv := redistest.StartServer(t)
+	cfg := testConfig(srv.Addr(), Native, freshChannel())
+	cfg.UnsubscribeDelay = time.Minute
+	a, _, _ := historyBroker(t, cfg)
+	a.Subscribe("r")
+	if _, err := a.Position(ctx(t), "r"); err != nil {
+		t.Fatal(err)
+	}
+	a.Unsubscribe("r")
+	a.Subscribe("r")
+	short, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := a.Position(short, "r"); err != nil {
+		t.Fatalf("Position after leaving and joining again: %v", err)
+	}
+}

@@ -289,6 +289,9 @@ func (b *Broker) applyRooms(dc rueidis.DedicatedClient) error {
 		if now.Sub(since) >= b.cfg.UnsubscribeDelay {
 			unsubs = append(unsubs, room)
 			delete(b.unwanted, room)
+			if st := b.rooms[room]; st != nil {
+				setLive(st, false) // a join from now on waits for the new SUBSCRIBE
+			}
 		}
 	}
 	var unsubChannels, punsubs []string
