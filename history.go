@@ -1,6 +1,7 @@
 package primus
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -128,8 +129,12 @@ const (
 	// maxCatchUp bounds the live writes buffered for one spark while its
 	// replay is read; a spark that overflows it is not recovered.
 	maxCatchUp = 10_000
-	// maxReplayReads bounds the replay reads in flight on a node.
+	// maxReplayReads bounds the replay reads in flight on a node (the
+	// joins with since of one room share one read at a time).
 	maxReplayReads = 64
+	// replayTimeout bounds a batched replay read (each join also has its
+	// own context).
+	replayTimeout = 10 * time.Second
 )
 
 // historyState is a server's history machinery: a sequencer per history
@@ -443,6 +448,23 @@ type roomSeq struct {
 
 	positioned map[*Spark]*sparkPos
 	catchup    map[*Spark]*catchBuf
+
+	// Replay reads are batched: the joins with since that arrive while a
+	// read is in flight share the next one (replayLoop).
+	nextReplay *replayBatch
+	replaying  bool // a replayLoop goroutine runs
+}
+
+// replayBatch is one history read shared by the joins with since that
+// waited for it: it reads from the lowest of their positions, and each
+// takes the part after its own.
+type replayBatch struct {
+	since  uint64 // the lowest since of the joins in the batch
+	done   chan struct{}
+	msgs   []*Message
+	frames [][]byte // msgs' positioned frames, the same for every spark
+	pos    HistoryPosition
+	err    error
 }
 
 func (q *roomSeq) kill() {
@@ -922,15 +944,7 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 		return rec, false, nil
 	}
 
-	var msgs []*Message
-	var pos HistoryPosition
-	select {
-	case h.reads <- struct{}{}:
-		msgs, pos, err = h.hb.History(ctx, q.room, since.Offset, h.options(q.room).Size)
-		<-h.reads
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
+	msgs, frames, pos, err := q.readReplay(ctx, since)
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -946,9 +960,9 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 	if !cb.overflow && replayable(since, msgs, pos) {
 		excluded := func(m *Message) bool { return len(m.Except) > 0 && slices.Contains(m.Except, s.id) }
 		last := since.Offset
-		for _, m := range msgs {
+		for i, m := range msgs {
 			if !excluded(m) {
-				s.out.Push(positionedFrame(q.room, m.Offset, m.Epoch, protocol.EscapeLineTerminators(m.Data)))
+				s.out.Push(frames[i])
 			}
 			last = m.Offset
 		}
@@ -967,6 +981,94 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 	q.positioned[s] = sp
 	rec.Position = HistoryPosition{Offset: sp.pos, Epoch: sp.epoch}
 	return rec, false, nil
+}
+
+// readReplay returns the writes after since, their positioned frames and
+// the room's position, from the next batched read (or, when that read
+// began further back and stopped short of the room's position, from a
+// read of its own).
+func (q *roomSeq) readReplay(ctx context.Context, since *HistoryPosition) ([]*Message, [][]byte, HistoryPosition, error) {
+	q.mu.Lock()
+	if q.dead {
+		q.mu.Unlock()
+		return nil, nil, HistoryPosition{}, ErrSparkClosed
+	}
+	b := q.nextReplay
+	if b == nil {
+		b = &replayBatch{since: since.Offset, done: make(chan struct{})}
+		q.nextReplay = b
+	}
+	b.since = min(b.since, since.Offset)
+	if !q.replaying {
+		q.replaying = true
+		q.h.wg.Add(1)
+		go q.replayLoop()
+	}
+	q.mu.Unlock()
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return nil, nil, HistoryPosition{}, ctx.Err()
+	}
+	if b.err != nil {
+		return nil, nil, b.pos, b.err
+	}
+	i, _ := slices.BinarySearchFunc(b.msgs, since.Offset+1, func(m *Message, o uint64) int { return cmp.Compare(m.Offset, o) })
+	msgs, frames := b.msgs[i:], b.frames[i:]
+	if b.since == since.Offset || replayable(since, msgs, b.pos) || len(b.msgs) < q.h.options(q.room).Size {
+		return msgs, frames, b.pos, nil
+	}
+	// The batch read, from further back, ran out of its limit (Size
+	// entries) before the room's position: read from since alone.
+	msgs, pos, err := q.h.readHistory(ctx, q.room, since.Offset)
+	return msgs, q.framesOf(msgs), pos, err
+}
+
+// replayLoop runs the batched replay reads until no join waits.
+func (q *roomSeq) replayLoop() {
+	h := q.h
+	defer h.wg.Done()
+	for {
+		q.mu.Lock()
+		b := q.nextReplay
+		q.nextReplay = nil
+		if b == nil || q.dead {
+			q.replaying = false
+			q.mu.Unlock()
+			if b != nil {
+				b.err = ErrSparkClosed
+				close(b.done)
+			}
+			return
+		}
+		q.mu.Unlock()
+		ctx, cancel := context.WithTimeout(h.ctx, replayTimeout)
+		b.msgs, b.pos, b.err = h.readHistory(ctx, q.room, b.since)
+		cancel()
+		b.frames = q.framesOf(b.msgs)
+		close(b.done)
+	}
+}
+
+// readHistory reads room's writes after since (at most its Size), within
+// the node's bound on replay reads in flight.
+func (h *historyState) readHistory(ctx context.Context, room string, since uint64) ([]*Message, HistoryPosition, error) {
+	select {
+	case h.reads <- struct{}{}:
+		defer func() { <-h.reads }()
+		return h.hb.History(ctx, room, since, h.options(room).Size)
+	case <-ctx.Done():
+		return nil, HistoryPosition{}, ctx.Err()
+	}
+}
+
+// framesOf returns the positioned frames of msgs.
+func (q *roomSeq) framesOf(msgs []*Message) [][]byte {
+	frames := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		frames[i] = positionedFrame(q.room, m.Offset, m.Epoch, protocol.EscapeLineTerminators(m.Data))
+	}
+	return frames
 }
 
 // forget drops s's position in the room (its join failed); a sequencer

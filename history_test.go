@@ -1,12 +1,14 @@
 package primus_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,5 +396,81 @@ func TestHistoryNeedsHistoryBroker(t *testing.T) {
 	_, err := primus.New(primus.Config{Broker: plainBroker{primus.NewMemoryBroker()}, History: historyFor(1)})
 	if err == nil || !strings.Contains(err.Error(), "HistoryBroker") {
 		t.Fatalf("New: %v", err)
+	}
+}
+
+// countingBroker counts history reads.
+type countingBroker struct {
+	*primus.MemoryBroker
+	reads atomic.Int64
+}
+
+func (b *countingBroker) History(ctx context.Context, room string, since uint64, limit int) ([]*primus.Message, primus.HistoryPosition, error) {
+	b.reads.Add(1)
+	return b.MemoryBroker.History(ctx, room, since, limit)
+}
+
+// A herd of joins with since (clients coming back after a node restart)
+// racing writes: each gets every write after its own position once, in
+// order, then the live ones, and the joins of the room share their history
+// reads instead of making one each.
+func TestJoinRecoverHerdSharesReads(t *testing.T) {
+	hub := primus.NewMemoryHub()
+	cb := &countingBroker{MemoryBroker: hub.NewBroker()}
+	a := startServer(t, primus.Config{Broker: cb, History: historyFor(100000), PingInterval: -1, HistoryReadRate: -1})
+	b := startServer(t, primus.Config{Broker: hub.NewBroker(), History: historyFor(100000), PingInterval: -1})
+	_, first := joinClient(t, b, "h5", true, nil)
+	epoch := first.Position.Epoch
+	for i := range 300 {
+		if err := b.Room("h5").Write(histWrite{0, i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const joiners = 60
+	clients := make([]*testkit.Client, joiners)
+	sparks := make([]*primus.Spark, joiners)
+	sinces := make([]uint64, joiners)
+	for i := range joiners {
+		clients[i] = a.dial(t, testkit.DialOptions{})
+		sparks[i] = a.nextSpark(t)
+		sinces[i] = uint64(rand.N(300))
+	}
+	const total = 900
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 300; i < total; i++ {
+			if err := b.Room("h5").Write(histWrite{0, i}); err != nil {
+				t.Errorf("write: %v", err)
+				return
+			}
+		}
+	})
+	before := cb.reads.Load()
+	for i := range joiners {
+		wg.Go(func() {
+			ctx, cancel := waitCtx()
+			defer cancel()
+			rec, err := sparks[i].JoinRecover(ctx, "h5", &primus.HistoryPosition{Offset: sinces[i], Epoch: epoch})
+			if err != nil || !rec.Recovered || rec.Position.Epoch != epoch || rec.Position.Offset < sinces[i] {
+				t.Errorf("join since %d: %+v %v", sinces[i], rec, err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	reads := cb.reads.Load() - before
+	t.Logf("%d joins with since made %d history reads", joiners, reads)
+	if reads > joiners/2 {
+		t.Errorf("%d joins with since made %d history reads: not shared", joiners, reads)
+	}
+	for i, c := range clients {
+		for want := sinces[i] + 1; want <= total; want++ {
+			f := nextHist(t, c)
+			if !f.positioned || f.Offset != want || f.Epoch != epoch {
+				t.Fatalf("client since %d: got %s, want offset %d", sinces[i], f.raw, want)
+			}
+		}
 	}
 }
