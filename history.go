@@ -906,8 +906,11 @@ func (s *Spark) JoinRecover(ctx context.Context, room string, since *HistoryPosi
 		if retry && attempt < 3 {
 			continue
 		}
-		if err != nil && !was {
-			s.Leave(room)
+		if err != nil {
+			if !was {
+				s.Leave(room)
+			}
+			q.forget(s, was)
 		}
 		return rec, err
 	}
@@ -937,7 +940,7 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 	}
 	q.mu.Unlock()
 	if err := s.Join(q.room); err != nil {
-		q.forget(s)
+		q.forget(s, false)
 		return Recovery{}, false, err
 	}
 	if since == nil {
@@ -952,10 +955,13 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 		// The spark left (or closed) meanwhile.
 		return rec, false, ErrSparkClosed
 	}
-	delete(q.catchup, s)
 	if err != nil {
+		// s stays catching up (its live writes go nowhere) until
+		// JoinRecover took it out of the room: it never gets a plain
+		// frame of a room it joined positioned.
 		return rec, false, err
 	}
+	delete(q.catchup, s)
 	sp := &sparkPos{epoch: q.epoch, pos: q.next - 1}
 	if !cb.overflow && replayable(since, msgs, pos) {
 		excluded := func(m *Message) bool { return len(m.Except) > 0 && slices.Contains(m.Except, s.id) }
@@ -1072,10 +1078,17 @@ func (q *roomSeq) framesOf(msgs []*Message) [][]byte {
 }
 
 // forget drops s's position in the room (its join failed); a sequencer
-// left without members dies.
-func (q *roomSeq) forget(s *Spark) {
+// left without members dies. With plain (s stays a plain member, as it was
+// before the join), the writes held for s while its replay was read are
+// written to it as plain data.
+func (q *roomSeq) forget(s *Spark, plain bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if cb := q.catchup[s]; cb != nil && plain {
+		for _, m := range cb.msgs {
+			s.out.Push(textFrame(protocol.EscapeLineTerminators(m.Data)))
+		}
+	}
 	delete(q.positioned, s)
 	delete(q.catchup, s)
 	q.killIfEmpty()

@@ -474,3 +474,77 @@ func TestJoinRecoverHerdSharesReads(t *testing.T) {
 		}
 	}
 }
+
+// stallingBroker makes history reads wait for release, then fail.
+type stallingBroker struct {
+	*primus.MemoryBroker
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *stallingBroker) History(ctx context.Context, room string, since uint64, limit int) ([]*primus.Message, primus.HistoryPosition, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return nil, primus.HistoryPosition{}, errors.New("history unavailable")
+}
+
+// A join with since whose history read fails leaves the spark as it was:
+// a spark that was not a member gets no frame of the room (not even plain
+// ones written during the read); a plain member gets every write, plain,
+// those written during the read included.
+func TestJoinRecoverFailedRead(t *testing.T) {
+	for _, was := range []bool{false, true} {
+		t.Run(fmt.Sprintf("member=%v", was), func(t *testing.T) {
+			hub := primus.NewMemoryHub()
+			sb := &stallingBroker{MemoryBroker: hub.NewBroker(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+			a := startServer(t, primus.Config{Broker: sb, History: historyFor(100), PingInterval: -1})
+			_, first := joinClient(t, a, "h6", true, nil) // the room's sequencer is ready
+			c := a.dial(t, testkit.DialOptions{})
+			s := a.nextSpark(t)
+			if was {
+				if err := s.Join("h6"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() {
+				ctx, cancel := waitCtx()
+				defer cancel()
+				_, err := s.JoinRecover(ctx, "h6", &primus.HistoryPosition{Offset: 0, Epoch: first.Position.Epoch})
+				done <- err
+			}()
+			<-sb.entered
+			if err := a.Room("h6").Write("during"); err != nil {
+				t.Fatal(err)
+			}
+			close(sb.release)
+			if err := <-done; err == nil {
+				t.Fatal("JoinRecover succeeded with a failing history read")
+			}
+			if err := a.Room("h6").Write("after"); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Write("marker"); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for {
+				f := nextHist(t, c)
+				if f.positioned {
+					t.Fatalf("positioned frame after a failed join: %s", f.raw)
+				}
+				if f.raw == `"marker"` {
+					break
+				}
+				got = append(got, f.raw)
+			}
+			want := []string{}
+			if was {
+				want = []string{`"during"`, `"after"`}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("frames %q, want %q", got, want)
+			}
+		})
+	}
+}
