@@ -867,7 +867,9 @@ func (s *Spark) inRoom(room string) bool {
 // write after since, in order, then the live ones, with no gap and no
 // duplicate, whatever is written meanwhile; if the epoch changed or the
 // history no longer reaches back to since (or is further back than the
-// room's HistoryOptions.Size), Recovered is false, nothing is replayed and
+// room's HistoryOptions.Size), or the replay would fill more than half of
+// the spark's queue (Config.MaxQueueBytes: it would be ended as a slow
+// consumer), Recovered is false, nothing is replayed and
 // the spark receives the writes after the returned position. The replay
 // is written before JoinRecover returns (an acknowledgement written then
 // follows it). Reads with since are bounded per spark by
@@ -963,7 +965,7 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 	}
 	delete(q.catchup, s)
 	sp := &sparkPos{epoch: q.epoch, pos: q.next - 1}
-	if !cb.overflow && replayable(since, msgs, pos) {
+	if !cb.overflow && replayable(since, msgs, pos) && replaySize(frames, cb) <= maxReplayBytes(h.srv.cfg.MaxQueueBytes) {
 		excluded := func(m *Message) bool { return len(m.Except) > 0 && slices.Contains(m.Except, s.id) }
 		last := since.Offset
 		for i, m := range msgs {
@@ -1075,6 +1077,24 @@ func (q *roomSeq) framesOf(msgs []*Message) [][]byte {
 		frames[i] = positionedFrame(q.room, m.Offset, m.Epoch, protocol.EscapeLineTerminators(m.Data))
 	}
 	return frames
+}
+
+// maxReplayBytes is the most a replay may put into a spark's queue: half of
+// its bound, so that the replay and the live writes behind it never end a
+// spark that reads as a slow consumer. A larger replay is not made (the
+// spark is told that it was not recovered and reloads instead).
+func maxReplayBytes(maxQueueBytes int) int { return maxQueueBytes / 2 }
+
+// replaySize is the size of a replay: frames and what cb holds.
+func replaySize(frames [][]byte, cb *catchBuf) int {
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	for _, m := range cb.msgs {
+		n += len(m.Data) + 64
+	}
+	return n
 }
 
 // forget drops s's position in the room (its join failed); a sequencer

@@ -548,3 +548,41 @@ func TestJoinRecoverFailedRead(t *testing.T) {
 		})
 	}
 }
+
+// A replay larger than half of the spark's queue bound is not made: the
+// spark is told it was not recovered (and reloads) rather than ended as a
+// slow consumer at every reconnect; a smaller one is.
+func TestJoinRecoverReplayBound(t *testing.T) {
+	hub := primus.NewMemoryHub()
+	a := startServer(t, primus.Config{Broker: hub.NewBroker(), History: historyFor(1000), PingInterval: -1,
+		MaxQueueBytes: 64 << 10, MaxLength: 16 << 10})
+	_, first := joinClient(t, a, "h7", true, nil)
+	data := strings.Repeat("x", 1000)
+	for range 100 { // about 100 KiB of history
+		if err := a.Room("h7").Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	epoch := first.Position.Epoch
+	c, rec := joinClient(t, a, "h7", true, &primus.HistoryPosition{Offset: 0, Epoch: epoch})
+	if rec.Recovered || rec.Position.Offset != 100 {
+		t.Fatalf("a 100 KiB replay with a 64 KiB queue: %+v", rec)
+	}
+	c2, rec2 := joinClient(t, a, "h7", true, &primus.HistoryPosition{Offset: 90, Epoch: epoch})
+	if !rec2.Recovered || rec2.Position.Offset != 100 {
+		t.Fatalf("a 10 KiB replay with a 64 KiB queue: %+v", rec2)
+	}
+	for want := uint64(91); want <= 100; want++ {
+		if f := nextHist(t, c2); f.Offset != want {
+			t.Fatalf("replay: %s, want offset %d", f.raw, want)
+		}
+	}
+	if err := a.Room("h7").Write("live"); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range []*testkit.Client{c, c2} {
+		if f := nextHist(t, cl); f.Offset != 101 || string(f.Data) != `"live"` {
+			t.Fatalf("live write: %s", f.raw)
+		}
+	}
+}
