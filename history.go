@@ -228,6 +228,7 @@ func (h *historyState) seqFor(room string) *roomSeq {
 			h:          h,
 			room:       room,
 			ready:      make(chan struct{}),
+			gone:       make(chan struct{}),
 			positioned: make(map[*Spark]*sparkPos),
 			catchup:    make(map[*Spark]*catchBuf),
 			fetching:   true,
@@ -433,6 +434,7 @@ type roomSeq struct {
 	dead     bool          // the room lost its last member (or the server closes)
 	inited   bool          // epoch and next are known
 	ready    chan struct{} // closed when inited
+	gone     chan struct{} // closed when dead
 	epoch    string
 	next     uint64     // the offset to deliver next
 	pending  []*histMsg // early writes, by offset
@@ -450,6 +452,7 @@ func (q *roomSeq) kill() {
 		return
 	}
 	q.dead = true
+	close(q.gone)
 	if q.gapTimer != nil {
 		q.gapTimer.Stop()
 		q.gapTimer = nil
@@ -459,11 +462,17 @@ func (q *roomSeq) kill() {
 	clear(q.catchup)
 }
 
+// errSeqDead is waitReady's error for a sequencer that died first (its
+// room lost its last member): the caller tries a new one.
+var errSeqDead = errors.New("primus: room sequencer ended")
+
 // waitReady waits until the sequencer knows the room's position.
 func (q *roomSeq) waitReady(ctx context.Context) error {
 	select {
 	case <-q.ready:
 		return nil
+	case <-q.gone:
+		return errSeqDead
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-q.h.ctx.Done():
@@ -878,6 +887,9 @@ func (s *Spark) JoinRecover(ctx context.Context, room string, since *HistoryPosi
 			return Recovery{}, ErrServerClosed
 		}
 		if err := q.waitReady(ctx); err != nil {
+			if err == errSeqDead {
+				continue // the sequencer's room emptied meanwhile
+			}
 			return Recovery{}, err
 		}
 		rec, retry, err := q.join(ctx, s, since)

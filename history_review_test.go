@@ -1,0 +1,66 @@
+package primus
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// stallBroker is a memory broker whose Position waits while stalled.
+type stallBroker struct {
+	*MemoryBroker
+	release chan struct{}
+}
+
+func (b *stallBroker) Position(ctx context.Context, room string) (HistoryPosition, error) {
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return HistoryPosition{}, ctx.Err()
+	}
+	return b.MemoryBroker.Position(ctx, room)
+}
+
+func stallServer(t *testing.T) (*Server, *stallBroker) {
+	t.Helper()
+	sb := &stallBroker{MemoryBroker: NewMemoryBroker(), release: make(chan struct{})}
+	srv, err := New(Config{Broker: sb, History: func(string) HistoryOptions { return HistoryOptions{Size: 100} }, PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return srv, sb
+}
+
+// A JoinRecover waiting for a new sequencer's position while the room's
+// last member leaves (which ends that sequencer) joins through a new one
+// instead of waiting for its context to end.
+func TestJoinRecoverSurvivesSequencerDeath(t *testing.T) {
+	srv, sb := stallServer(t)
+	a := detachedSpark(srv, "a", &frameConn{}, nil)
+	if err := a.Join("r"); err != nil {
+		t.Fatal(err)
+	}
+	b := detachedSpark(srv, "b", &frameConn{}, nil)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		_, err := b.JoinRecover(ctx, "r", nil)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // b waits for the position
+	a.Leave("r")
+	close(sb.release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("JoinRecover: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("JoinRecover still waits for a dead sequencer")
+	}
+	if !b.inRoom("r") || srv.Stats().HistoryRooms != 1 {
+		t.Fatalf("b in r: %v, history rooms %d", b.inRoom("r"), srv.Stats().HistoryRooms)
+	}
+}
