@@ -890,6 +890,7 @@ func (s *Spark) JoinRecover(ctx context.Context, room string, since *HistoryPosi
 			if err == errSeqDead {
 				continue // the sequencer's room emptied meanwhile
 			}
+			h.dropIfEmpty(room)
 			return Recovery{}, err
 		}
 		rec, retry, err := q.join(ctx, s, since)
@@ -898,8 +899,19 @@ func (s *Spark) JoinRecover(ctx context.Context, room string, since *HistoryPosi
 		}
 		if err != nil && !was {
 			s.Leave(room)
+			h.dropIfEmpty(room)
 		}
 		return rec, err
+	}
+}
+
+// dropIfEmpty ends room's sequencer if the room has no members (a
+// JoinRecover that made it failed before its spark joined).
+func (h *historyState) dropIfEmpty(room string) {
+	if q := h.lookup(room); q != nil {
+		q.mu.Lock()
+		q.killIfEmpty()
+		q.mu.Unlock()
 	}
 }
 

@@ -2,6 +2,7 @@ package primus
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -30,6 +31,23 @@ func stallServer(t *testing.T) (*Server, *stallBroker) {
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	return srv, sb
+}
+
+// A JoinRecover that fails before the spark joined (its context ends while
+// the room's position is read) leaves no sequencer behind for a room
+// without members.
+func TestJoinRecoverFailureLeavesNoSequencer(t *testing.T) {
+	srv, sb := stallServer(t)
+	s := detachedSpark(srv, "s", &frameConn{}, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := s.JoinRecover(ctx, "r", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("JoinRecover: %v", err)
+	}
+	close(sb.release)
+	if n := srv.Stats().HistoryRooms; n != 0 {
+		t.Fatalf("%d history rooms without members", n)
+	}
 }
 
 // A JoinRecover waiting for a new sequencer's position while the room's
