@@ -854,7 +854,9 @@ func (s *Spark) inRoom(room string) bool {
 // write after since, in order, then the live ones, with no gap and no
 // duplicate, whatever is written meanwhile; if the epoch changed or the
 // history no longer reaches back to since (or is further back than the
-// room's HistoryOptions.Size), Recovered is false, nothing is replayed and
+// room's HistoryOptions.Size), or the replay would take more than half of
+// Config.MaxQueueBytes (pushing it would end the spark as a slow
+// consumer), Recovered is false, nothing is replayed and
 // the spark receives the writes after the returned position. The replay
 // is written before JoinRecover returns (an acknowledgement written then
 // follows it). Reads with since are bounded per spark by
@@ -967,20 +969,9 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 		return rec, false, err
 	}
 	sp := &sparkPos{epoch: q.epoch, pos: q.next - 1}
-	if !cb.overflow && replayable(since, msgs, pos) {
-		excluded := func(m *Message) bool { return len(m.Except) > 0 && slices.Contains(m.Except, s.id) }
-		last := since.Offset
-		for _, m := range msgs {
-			if !excluded(m) {
-				s.out.Push(positionedFrame(q.room, m.Offset, m.Epoch, protocol.EscapeLineTerminators(m.Data)))
-			}
-			last = m.Offset
-		}
-		for _, m := range cb.msgs {
-			if m.Epoch == pos.Epoch && m.Offset > last {
-				s.out.Push(positionedFrame(q.room, m.Offset, m.Epoch, protocol.EscapeLineTerminators(m.Data)))
-				last = m.Offset
-			}
+	if frames, last, ok := q.replay(s, since, msgs, pos, cb); ok {
+		for _, f := range frames {
+			s.out.Push(f)
 		}
 		sp = &sparkPos{epoch: pos.Epoch, pos: last}
 		rec.Recovered = true
@@ -991,6 +982,42 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 	q.positioned[s] = sp
 	rec.Position = HistoryPosition{Offset: sp.pos, Epoch: sp.epoch}
 	return rec, false, nil
+}
+
+// replay returns the frames that recover s from since (the writes read,
+// msgs and pos, then the live ones buffered in cb) and the offset of the
+// last; ok is false when they cannot: a write is missing, or they take
+// more than half of the spark's backlog bound (pushing them would end the
+// spark as a slow consumer, and its client would reconnect and ask for
+// the same replay again).
+func (q *roomSeq) replay(s *Spark, since *HistoryPosition, msgs []*Message, pos HistoryPosition, cb *catchBuf) (frames [][]byte, last uint64, ok bool) {
+	if cb.overflow || !replayable(since, msgs, pos) {
+		return nil, 0, false
+	}
+	budget := q.h.srv.cfg.MaxQueueBytes / 2
+	size := 0
+	add := func(m *Message) bool {
+		f := positionedFrame(q.room, m.Offset, m.Epoch, protocol.EscapeLineTerminators(m.Data))
+		size += len(f)
+		frames = append(frames, f)
+		return size <= budget
+	}
+	last = since.Offset
+	for _, m := range msgs {
+		if !(len(m.Except) > 0 && slices.Contains(m.Except, s.id)) && !add(m) {
+			return nil, 0, false
+		}
+		last = m.Offset
+	}
+	for _, m := range cb.msgs {
+		if m.Epoch == pos.Epoch && m.Offset > last {
+			if !add(m) {
+				return nil, 0, false
+			}
+			last = m.Offset
+		}
+	}
+	return frames, last, true
 }
 
 // forget drops s's position in the room (its join failed); a sequencer

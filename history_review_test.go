@@ -3,6 +3,7 @@ package primus
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -80,5 +81,48 @@ func TestJoinRecoverSurvivesSequencerDeath(t *testing.T) {
 	}
 	if !b.inRoom("r") || srv.Stats().HistoryRooms != 1 {
 		t.Fatalf("b in r: %v, history rooms %d", b.inRoom("r"), srv.Stats().HistoryRooms)
+	}
+}
+
+// stuckConn takes no bytes until released: a client that does not read.
+type stuckConn struct {
+	frameConn
+	release chan struct{}
+}
+
+func (c *stuckConn) Write(p []byte) (int, error) {
+	<-c.release
+	return c.frameConn.Write(p)
+}
+
+// A replay larger than the spark's backlog bound is not attempted: the
+// spark is told recovered:false instead of being ended as a slow consumer
+// (after which its client reconnects and asks for the same replay again).
+func TestJoinRecoverReplayOverBacklog(t *testing.T) {
+	srv, err := New(Config{
+		History:       func(string) HistoryOptions { return HistoryOptions{Size: 1000} },
+		PingInterval:  -1,
+		MaxQueueBytes: 64 << 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := &stuckConn{release: make(chan struct{})}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	t.Cleanup(func() { close(conn.release) })
+	big := strings.Repeat("x", 1000)
+	for range 200 {
+		if err := srv.Room("r").Write(big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := detachedSpark(srv, "s", conn, nil)
+	rec, err := s.JoinRecover(t.Context(), "r", &HistoryPosition{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := s.out.Push(textFrame([]byte(`"ping"`))) // false once ended as a slow consumer
+	if !open || rec.Recovered || rec.Position.Offset != 200 {
+		t.Fatalf("spark open: %v, recovery %+v", open, rec)
 	}
 }
