@@ -60,7 +60,8 @@ func ClusterHistoryKeys(prefix string, partitions int, room string) (stream, met
 //
 // What others may have written under these keys is not trusted: a meta
 // that is not a hash, an epoch that is not 1..64 of [0-9A-Za-z_-], an
-// offset that is not an integer start a new epoch; a stream that refuses
+// offset that is not an integer below 10^15 (Lua numbers are doubles: exact
+// up to 2^53) start a new epoch; a stream that refuses
 // the entry (not a stream, or a higher ID) is replaced.
 const publishScript = `
 local function uvarint(n)
@@ -82,7 +83,7 @@ if type(epoch) ~= 'string' or #epoch > 64 or not string.match(epoch, '^[%w_%-]+$
   epoch = fresh()
 end
 local top = redis.pcall('hincrby', KEYS[2], 's', 1)
-if type(top) ~= 'number' then
+if type(top) ~= 'number' or top >= 1e15 then
   epoch = fresh()
   top = redis.call('hincrby', KEYS[2], 's', 1)
 end
@@ -123,11 +124,11 @@ else
     epoch, top = fresh()
   elseif not top then
     top = 0
+  elseif top ~= '0' and not (#top <= 15 and string.match(top, '^[1-9]%d*$')) then
+    -- Not what HINCRBY writes, or beyond what a Lua number holds exactly.
+    epoch, top = fresh()
   else
     top = tonumber(top)
-    if not top or top < 0 or top ~= math.floor(top) then
-      epoch, top = fresh()
-    end
   end
 end
 redis.call('pexpire', KEYS[2], ARGV[4])
