@@ -394,10 +394,11 @@ func (h *historyState) offer(m *Message, skip []string, frame []byte, remote boo
 
 // histMsg is a write in a sequencer.
 type histMsg struct {
-	m      *Message
-	skip   []string
-	plain  []byte // the plain frame, built when first needed
-	shared bool   // m belongs to the broker: copy it before keeping it
+	m       *Message
+	skip    []string
+	plain   []byte // the plain frame, built when first needed
+	shared  bool   // m belongs to the broker: copy it before keeping it
+	arrival uint64 // when it was held (roomSeq.arrivals)
 }
 
 // keep makes x safe to hold after the handler returned.
@@ -440,8 +441,9 @@ type roomSeq struct {
 	pending  []*histMsg // early writes, by offset
 	old      []string   // recent former epochs: late writes of them are dropped
 	gapTimer *time.Timer
-	fetching bool // a fill goroutine runs
-	again    bool // it must read once more
+	fetching bool   // a fill goroutine runs
+	again    bool   // it must read once more
+	arrivals uint64 // writes held so far: a read learns which were held before it
 
 	positioned map[*Spark]*sparkPos
 	catchup    map[*Spark]*catchBuf
@@ -511,7 +513,15 @@ func (q *roomSeq) offerLocked(x *histMsg, fromHistory bool) {
 		q.addPending(x)
 		return
 	}
-	if m.Epoch != q.epoch && !q.newEpoch(m.Epoch) {
+	if m.Epoch != q.epoch {
+		if fromHistory || slices.Contains(q.old, m.Epoch) {
+			return // a late write of a former epoch
+		}
+		// The room's history was lost and started afresh, or the write
+		// is forged (anyone who can publish on the broker): the
+		// history's position says which.
+		q.addPending(x)
+		q.armGap()
 		return
 	}
 	switch {
@@ -529,13 +539,11 @@ func (q *roomSeq) offerLocked(x *histMsg, fromHistory bool) {
 	q.drainPending()
 }
 
-// newEpoch switches to epoch: the room's history was lost (the broker's
-// backend restarted without persistence, or the room's metadata
-// expired); it reports false for a late write of a former epoch.
-func (q *roomSeq) newEpoch(epoch string) bool {
-	if slices.Contains(q.old, epoch) {
-		return false
-	}
+// newEpoch switches to epoch, the position a history read found: the
+// room's history was lost (the broker's backend restarted without
+// persistence, or the room's metadata expired).
+func (q *roomSeq) newEpoch(epoch string) {
+	q.old = slices.DeleteFunc(q.old, func(e string) bool { return e == epoch })
 	q.h.gaps.Add(1)
 	q.h.srv.log.Info("primus: room history lost (new epoch)", "room", q.room, "from", q.epoch, "to", epoch)
 	if len(q.old) == 4 {
@@ -544,7 +552,6 @@ func (q *roomSeq) newEpoch(epoch string) bool {
 	q.old = append(q.old, q.epoch)
 	q.epoch, q.next = epoch, 1
 	q.pending = slices.DeleteFunc(q.pending, func(x *histMsg) bool { return x.m.Epoch != epoch })
-	return true
 }
 
 func (q *roomSeq) addPending(x *histMsg) {
@@ -567,6 +574,8 @@ func (q *roomSeq) addPending(x *histMsg) {
 		q.pending = q.pending[:len(q.pending)-1]
 	}
 	x.keep()
+	x.arrival = q.arrivals
+	q.arrivals++
 	q.pending = slices.Insert(q.pending, i, x)
 }
 
@@ -608,7 +617,7 @@ func (q *roomSeq) armGap() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		q.gapTimer = nil
-		if len(q.pending) > 0 && q.pending[0].m.Offset > q.next {
+		if len(q.pending) > 0 { // missing writes before them, or writes of another epoch
 			q.scheduleLocked()
 		}
 	})
@@ -629,7 +638,7 @@ func (q *roomSeq) fill() {
 			return
 		}
 		q.again = false
-		inited, since := q.inited, q.next-1
+		inited, since, mark := q.inited, q.next-1, q.arrivals
 		q.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(h.ctx, fillTimeout)
@@ -647,7 +656,7 @@ func (q *roomSeq) fill() {
 			var pos HistoryPosition
 			if msgs, pos, err = h.hb.History(ctx, q.room, since, fillPage); err == nil {
 				q.mu.Lock()
-				q.apply(since, msgs, pos)
+				q.apply(since, mark, msgs, pos)
 				q.mu.Unlock()
 			}
 		}
@@ -701,15 +710,16 @@ func (q *roomSeq) init(pos HistoryPosition) {
 
 // apply takes a resync read: the writes after since and the room's
 // position. Offsets up to the position that are neither read nor held
-// are lost (counted as a gap).
-func (q *roomSeq) apply(since uint64, msgs []*Message, pos HistoryPosition) {
+// are lost (counted as a gap). Writes held before the read (arrival below
+// mark) were in the history when it was read: those beyond the position
+// or of another epoch are not the room's (forged, or lost by the broker's
+// backend) and are dropped.
+func (q *roomSeq) apply(since, mark uint64, msgs []*Message, pos HistoryPosition) {
 	if q.dead {
 		return
 	}
 	if pos.Epoch != q.epoch {
-		if !q.newEpoch(pos.Epoch) {
-			return
-		}
+		q.newEpoch(pos.Epoch)
 		if since != 0 {
 			// Read after an offset of the former epoch: read the new
 			// one from its start.
@@ -717,6 +727,9 @@ func (q *roomSeq) apply(since uint64, msgs []*Message, pos HistoryPosition) {
 			return
 		}
 	}
+	q.pending = slices.DeleteFunc(q.pending, func(x *histMsg) bool {
+		return x.arrival < mark && (x.m.Epoch != pos.Epoch || x.m.Offset > pos.Offset)
+	})
 	top := pos.Offset
 	for _, m := range msgs {
 		if m.Epoch == q.epoch {

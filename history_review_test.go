@@ -2,7 +2,9 @@ package primus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -125,4 +127,100 @@ func TestJoinRecoverReplayOverBacklog(t *testing.T) {
 	if !open || rec.Recovered || rec.Position.Offset != 200 {
 		t.Fatalf("spark open: %v, recovery %+v", open, rec)
 	}
+}
+
+// injectBroker is a memory broker that lets a test hand its server
+// messages as if they came from the broker (a hostile publisher).
+type injectBroker struct {
+	*MemoryBroker
+	h BrokerHandler
+}
+
+func (b *injectBroker) Start(h BrokerHandler) error {
+	b.h = h
+	return b.MemoryBroker.Start(h)
+}
+
+func injectPair(t *testing.T) (a, b *Server, ib *injectBroker) {
+	t.Helper()
+	hub := NewMemoryHub()
+	hist := func(string) HistoryOptions { return HistoryOptions{Size: 100} }
+	a, err := New(Config{Broker: hub.NewBroker(), History: hist, PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	ib = &injectBroker{MemoryBroker: hub.NewBroker()}
+	b, err = New(Config{Broker: ib, History: hist, PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	return a, b, ib
+}
+
+func checkPositioned(t *testing.T, msgs []string, epoch string) {
+	t.Helper()
+	for i, m := range msgs {
+		var p positioned
+		if err := json.Unmarshal([]byte(m), &p); err != nil || p.Offset != uint64(i+1) || p.Epoch != epoch || string(p.Data) != fmt.Sprint(i+1) {
+			t.Fatalf("frame %d: %s (epoch %s)", i, m, epoch)
+		}
+	}
+}
+
+// One write of another epoch on the channel (anyone who can PUBLISH on
+// Redis) does not switch the room to it: the history says which epoch is
+// the room's, and the room's writes keep coming.
+func TestHistoryForeignEpochWrite(t *testing.T) {
+	a, b, ib := injectPair(t)
+	pc := &frameConn{}
+	rec, err := detachedSpark(b, "pos", pc, nil).JoinRecover(t.Context(), "r", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := a.Room("r").Write(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFrames(t, pc, 3)
+	ib.h.HandleMessage(&Message{ID: "evil", Origin: "evil", Rooms: []string{"r"}, Data: []byte(`"evil"`), Offset: 1, Epoch: "forged"}, nil)
+	for i := 4; i <= 6; i++ {
+		if err := a.Room("r").Write(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := waitFrames(t, pc, 6)
+	time.Sleep(300 * time.Millisecond)
+	if msgs = pc.messages(); len(msgs) != 6 {
+		t.Fatalf("%d frames: %v", len(msgs), msgs)
+	}
+	checkPositioned(t, msgs, rec.Position.Epoch)
+}
+
+// A write far beyond the room's position (forged, or acknowledged by a
+// master that lost it in a failover) is dropped after one read of the
+// history says it does not exist, instead of keeping the node reading the
+// history every 100 ms.
+func TestHistoryForeignFarOffset(t *testing.T) {
+	a, b, ib := injectPair(t)
+	pc := &frameConn{}
+	rec, err := detachedSpark(b, "pos", pc, nil).JoinRecover(t.Context(), "r", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib.h.HandleMessage(&Message{ID: "evil", Origin: "evil", Rooms: []string{"r"}, Data: []byte(`"evil"`), Offset: 1 << 60, Epoch: rec.Position.Epoch}, nil)
+	time.Sleep(300 * time.Millisecond)
+	before := b.Stats().HistoryResyncs
+	time.Sleep(500 * time.Millisecond)
+	if after := b.Stats().HistoryResyncs; after != before {
+		t.Fatalf("%d history reads in 500 ms", after-before)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := a.Room("r").Write(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkPositioned(t, waitFrames(t, pc, 3), rec.Position.Epoch)
 }
