@@ -128,8 +128,11 @@ const (
 	// maxCatchUp bounds the live writes buffered for one spark while its
 	// replay is read; a spark that overflows it is not recovered.
 	maxCatchUp = 10_000
-	// maxReplayReads bounds the replay reads in flight on a node.
+	// maxReplayReads bounds the replay reads in flight on a node, and so
+	// does maxFillReads the sequencers' reads (after a broker reconnection
+	// every room of the node reads at once).
 	maxReplayReads = 64
+	maxFillReads   = 64
 )
 
 // historyState is a server's history machinery: a sequencer per history
@@ -148,6 +151,7 @@ type historyState struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // fill goroutines
 	reads  chan struct{}  // replay reads in flight
+	fills  chan struct{}  // sequencer reads in flight
 
 	gaps, resyncs, recovered, notRecovered atomic.Uint64
 }
@@ -166,6 +170,7 @@ func newHistoryState(srv *Server) (*historyState, error) {
 		opts:  srv.cfg.History,
 		rooms: make(map[string]*roomSeq),
 		reads: make(chan struct{}, maxReplayReads),
+		fills: make(chan struct{}, maxFillReads),
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if err := hb.EnableHistory(h.resync); err != nil {
@@ -641,6 +646,14 @@ func (q *roomSeq) fill() {
 		inited, since, mark := q.inited, q.next-1, q.arrivals
 		q.mu.Unlock()
 
+		select {
+		case h.fills <- struct{}{}:
+		case <-h.ctx.Done():
+			q.mu.Lock()
+			q.fetching = false
+			q.mu.Unlock()
+			return
+		}
 		ctx, cancel := context.WithTimeout(h.ctx, fillTimeout)
 		var err error
 		if !inited {
@@ -661,6 +674,7 @@ func (q *roomSeq) fill() {
 			}
 		}
 		cancel()
+		<-h.fills
 		if err != nil {
 			h.srv.log.Debug("primus: reading room history failed", "room", q.room, "err", err)
 			t := time.NewTimer(delay)

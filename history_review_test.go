@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -223,4 +224,63 @@ func TestHistoryForeignFarOffset(t *testing.T) {
 		}
 	}
 	checkPositioned(t, waitFrames(t, pc, 3), rec.Position.Epoch)
+}
+
+// countBroker is a memory broker whose History calls wait while stalled
+// and are counted.
+type countBroker struct {
+	*MemoryBroker
+	resync         func([]string)
+	stalled        atomic.Bool
+	release        chan struct{}
+	inFlight, peak atomic.Int64
+}
+
+func (b *countBroker) EnableHistory(resync func([]string)) error {
+	b.resync = resync
+	return nil
+}
+
+func (b *countBroker) History(ctx context.Context, room string, since uint64, limit int) ([]*Message, HistoryPosition, error) {
+	if b.stalled.Load() {
+		n := b.inFlight.Add(1)
+		defer b.inFlight.Add(-1)
+		for {
+			p := b.peak.Load()
+			if n <= p || b.peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return nil, HistoryPosition{}, ctx.Err()
+		}
+	}
+	return b.MemoryBroker.History(ctx, room, since, limit)
+}
+
+// A resync of every room (the node's broker reconnected) reads the rooms'
+// histories a bounded number at a time, not all at once.
+func TestHistoryResyncReadsBounded(t *testing.T) {
+	cb := &countBroker{MemoryBroker: NewMemoryBroker(), release: make(chan struct{})}
+	srv, err := New(Config{Broker: cb, History: func(string) HistoryOptions { return HistoryOptions{Size: 100} }, PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	t.Cleanup(func() { close(cb.release) })
+	const rooms = 3 * maxReplayReads
+	s := detachedSpark(srv, "s", &frameConn{}, nil)
+	for i := range rooms {
+		if _, err := s.JoinRecover(t.Context(), fmt.Sprint("r", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cb.stalled.Store(true)
+	cb.resync(nil)
+	time.Sleep(300 * time.Millisecond)
+	if p := cb.peak.Load(); p > maxReplayReads || p == 0 {
+		t.Fatalf("%d history reads at once for %d rooms", p, rooms)
+	}
 }
