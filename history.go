@@ -279,7 +279,12 @@ func (srv *Server) historyJoined(rooms []string) {
 	}
 	for _, r := range rooms {
 		if h.lookup(r) == nil && h.options(r).Size > 0 && !(srv.index.wildcards && IsPattern(r)) {
-			h.seqFor(r)
+			if q := h.seqFor(r); q != nil {
+				// A leave since the join found no sequencer to end.
+				q.mu.Lock()
+				q.killIfEmpty()
+				q.mu.Unlock()
+			}
 		}
 	}
 }

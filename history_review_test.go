@@ -284,3 +284,30 @@ func TestHistoryResyncReadsBounded(t *testing.T) {
 		t.Fatalf("%d history reads at once for %d rooms", p, rooms)
 	}
 }
+
+// A plain join racing a leave of the same spark leaves no sequencer for
+// the emptied room.
+func TestHistoryJoinRacingLeave(t *testing.T) {
+	srv, err := New(Config{History: func(string) HistoryOptions { return HistoryOptions{Size: 100} }, PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	s := detachedSpark(srv, "s", &frameConn{}, nil)
+	for i := range 2000 {
+		room := fmt.Sprint("r", i)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Leave(room)
+		}()
+		if err := s.Join(room); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		s.Leave(room)
+	}
+	if n := srv.Stats().HistoryRooms; n != 0 {
+		t.Fatalf("%d history rooms without members", n)
+	}
+}
