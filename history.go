@@ -960,6 +960,7 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 		q.mu.Unlock()
 		return rec, true, ErrSparkClosed
 	}
+	prev := q.positioned[s]
 	delete(q.positioned, s)
 	var cb *catchBuf
 	if since == nil {
@@ -998,6 +999,17 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 	}
 	delete(q.catchup, s)
 	if err != nil {
+		if prev != nil && !cb.overflow {
+			// It stays positioned where it was, with the writes it
+			// missed meanwhile.
+			for _, m := range cb.msgs {
+				if m.Epoch != prev.epoch || m.Offset > prev.pos {
+					s.out.Push(positionedFrame(q.room, m.Offset, m.Epoch, protocol.EscapeLineTerminators(m.Data)))
+					prev.epoch, prev.pos = m.Epoch, m.Offset
+				}
+			}
+			q.positioned[s] = prev
+		}
 		return rec, false, err
 	}
 	sp := &sparkPos{epoch: q.epoch, pos: q.next - 1}

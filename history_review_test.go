@@ -311,3 +311,42 @@ func TestHistoryJoinRacingLeave(t *testing.T) {
 		t.Fatalf("%d history rooms without members", n)
 	}
 }
+
+// failBroker is a memory broker whose History fails while failing is set.
+type failBroker struct {
+	*MemoryBroker
+	failing atomic.Bool
+}
+
+func (b *failBroker) History(ctx context.Context, room string, since uint64, limit int) ([]*Message, HistoryPosition, error) {
+	if b.failing.Load() {
+		return nil, HistoryPosition{}, errors.New("history unavailable")
+	}
+	return b.MemoryBroker.History(ctx, room, since, limit)
+}
+
+// A positioned member whose second JoinRecover (with since) fails stays
+// positioned: it keeps getting the room's writes with their offsets, not
+// plain data its client cannot place.
+func TestJoinRecoverFailureKeepsPosition(t *testing.T) {
+	fb := &failBroker{MemoryBroker: NewMemoryBroker()}
+	srv, err := New(Config{Broker: fb, History: func(string) HistoryOptions { return HistoryOptions{Size: 100} }, PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	pc := &frameConn{}
+	s := detachedSpark(srv, "s", pc, nil)
+	rec, err := s.JoinRecover(t.Context(), "r", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb.failing.Store(true)
+	if _, err := s.JoinRecover(t.Context(), "r", &rec.Position); err == nil {
+		t.Fatal("JoinRecover succeeded without history")
+	}
+	if err := srv.Room("r").Write(1); err != nil {
+		t.Fatal(err)
+	}
+	checkPositioned(t, waitFrames(t, pc, 1), rec.Position.Epoch)
+}
