@@ -983,9 +983,10 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 
 	var msgs []*Message
 	var pos HistoryPosition
+	complete := false
 	select {
 	case h.reads <- struct{}{}:
-		msgs, pos, err = h.hb.History(ctx, q.room, since.Offset, h.options(q.room).Size)
+		msgs, pos, complete, err = q.readReplay(ctx, since)
 		<-h.reads
 	case <-ctx.Done():
 		err = ctx.Err()
@@ -1013,7 +1014,7 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 		return rec, false, err
 	}
 	sp := &sparkPos{epoch: q.epoch, pos: q.next - 1}
-	if frames, last, ok := q.replay(s, since, msgs, pos, cb); ok {
+	if frames, last, ok := q.replay(s, since, msgs, pos, cb); ok && complete {
 		for _, f := range frames {
 			s.out.Push(f)
 		}
@@ -1026,6 +1027,47 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 	q.positioned[s] = sp
 	rec.Position = HistoryPosition{Offset: sp.pos, Epoch: sp.epoch}
 	return rec, false, nil
+}
+
+// readReplay reads the writes after since, fillPage at a time, and the
+// room's position at the last read; complete is false when they cannot
+// make a replay (more than the room's Size of them, more bytes than
+// replay allows, a missing one, the epoch changed meanwhile), so that a
+// join never holds more than a page beyond what it can replay.
+func (q *roomSeq) readReplay(ctx context.Context, since *HistoryPosition) (msgs []*Message, pos HistoryPosition, complete bool, err error) {
+	h := q.h
+	size, budget := h.options(q.room).Size, h.srv.cfg.MaxQueueBytes/2
+	after, want, bytes := since.Offset, since.Offset+1, 0
+	for first := true; ; first = false {
+		n := min(fillPage, size-len(msgs))
+		if n <= 0 {
+			return nil, pos, false, nil // more than Size writes behind
+		}
+		page, p, err := h.hb.History(ctx, q.room, after, n)
+		if err != nil {
+			return nil, p, false, err
+		}
+		if !first && p.Epoch != pos.Epoch {
+			return nil, p, false, nil
+		}
+		pos = p
+		for _, m := range page {
+			if m.Epoch != pos.Epoch || m.Offset != want {
+				return nil, pos, false, nil
+			}
+			want++
+			if bytes += len(m.Data) + len(q.room) + len(m.Epoch); bytes > budget {
+				return nil, pos, false, nil
+			}
+		}
+		msgs = append(msgs, page...)
+		if len(page) > 0 {
+			after = page[len(page)-1].Offset
+		}
+		if len(page) < n || after == pos.Offset {
+			return msgs, pos, true, nil
+		}
+	}
 }
 
 // replay returns the frames that recover s from since (the writes read,

@@ -350,3 +350,95 @@ func TestJoinRecoverFailureKeepsPosition(t *testing.T) {
 	}
 	checkPositioned(t, waitFrames(t, pc, 1), rec.Position.Epoch)
 }
+
+// readCountBroker is a memory broker that counts the entries its History
+// calls return.
+type readCountBroker struct {
+	*MemoryBroker
+	entries atomic.Int64
+}
+
+func (b *readCountBroker) History(ctx context.Context, room string, since uint64, limit int) ([]*Message, HistoryPosition, error) {
+	msgs, pos, err := b.MemoryBroker.History(ctx, room, since, limit)
+	b.entries.Add(int64(len(msgs)))
+	return msgs, pos, err
+}
+
+// A join with since reads the history page by page and stops once the
+// replay is over its budget: a client asking for a large room's whole
+// history (since offset 0) does not make the node hold all of it.
+func TestJoinRecoverReadsPaged(t *testing.T) {
+	rb := &readCountBroker{MemoryBroker: NewMemoryBroker()}
+	srv, err := New(Config{
+		Broker:        rb,
+		History:       func(string) HistoryOptions { return HistoryOptions{Size: MaxHistorySize} },
+		PingInterval:  -1,
+		MaxQueueBytes: 64 << 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	data := strings.Repeat("x", 100)
+	for range 20_000 {
+		if err := srv.Room("r").Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc := &frameConn{}
+	rec, err := detachedSpark(srv, "s", pc, nil).JoinRecover(t.Context(), "r", &HistoryPosition{})
+	if err != nil || rec.Recovered || rec.Position.Offset != 20_000 {
+		t.Fatalf("JoinRecover: %+v, %v", rec, err)
+	}
+	if n := rb.entries.Load(); n > 2*fillPage {
+		t.Fatalf("%d entries read for a replay of at most 32 KiB", n)
+	}
+	// Within the budget, the pages make one replay.
+	rec, err = detachedSpark(srv, "s2", pc, nil).JoinRecover(t.Context(), "r", &HistoryPosition{Offset: 19_900, Epoch: rec.Position.Epoch})
+	if err != nil || !rec.Recovered || rec.Position.Offset != 20_000 || len(waitFrames(t, pc, 100)) != 100 {
+		t.Fatalf("JoinRecover of 100: %+v, %v", rec, err)
+	}
+}
+
+// A replay of several pages is every write after since, in order.
+func TestJoinRecoverReplaysPages(t *testing.T) {
+	srv, err := New(Config{History: func(string) HistoryOptions { return HistoryOptions{Size: 5000} }, PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	const n = 2*fillPage + 500
+	for i := 1; i <= n; i++ {
+		if err := srv.Room("r").Write(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc := &frameConn{}
+	rec, err := detachedSpark(srv, "s", pc, nil).JoinRecover(t.Context(), "r", &HistoryPosition{})
+	if err != nil || !rec.Recovered || rec.Position.Offset != n {
+		t.Fatalf("JoinRecover: %+v, %v", rec, err)
+	}
+	checkPositioned(t, waitFrames(t, pc, n), rec.Position.Epoch)
+	// Exactly Size writes behind, and one more.
+	srv2, err := New(Config{History: func(string) HistoryOptions { return HistoryOptions{Size: fillPage} }, PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv2.Shutdown(context.Background()) })
+	for i := 1; i <= fillPage+1; i++ {
+		if err := srv2.Room("r").Write(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := srv2.hist.hb.Position(t.Context(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch := p.Epoch
+	if rec, err := detachedSpark(srv2, "a", &frameConn{}, nil).JoinRecover(t.Context(), "r", &HistoryPosition{Offset: 1, Epoch: epoch}); err != nil || !rec.Recovered {
+		t.Fatalf("Size behind: %+v, %v", rec, err)
+	}
+	if rec, err := detachedSpark(srv2, "b", &frameConn{}, nil).JoinRecover(t.Context(), "r", &HistoryPosition{Offset: 0, Epoch: epoch}); err != nil || rec.Recovered {
+		t.Fatalf("Size+1 behind: %+v, %v", rec, err)
+	}
+}
