@@ -61,8 +61,8 @@ func ClusterHistoryKeys(prefix string, partitions int, room string) (stream, met
 // What others may have written under these keys is not trusted: a meta
 // that is not a hash, an epoch that is not 1..64 of [0-9A-Za-z_-], an
 // offset that is not an integer below 10^15 (Lua numbers are doubles: exact
-// up to 2^53) start a new epoch; a stream that refuses
-// the entry (not a stream, or a higher ID) is replaced.
+// up to 2^53) start a new epoch; so does a stream that refuses the entry
+// (not a stream, or a higher ID: the offset went back), which is replaced.
 const publishScript = `
 local function uvarint(n)
   local out = {}
@@ -95,8 +95,14 @@ end
 local id = string.format('%d-0', top)
 local added = redis.pcall('xadd', KEYS[1], 'MAXLEN', '~', ARGV[4], id, 'p', payload)
 if type(added) == 'table' and added.err then
+  -- Not a stream, or one with a higher ID (the offset went back): a new
+  -- epoch, since readers drop writes at offsets they have seen.
+  epoch = fresh()
+  top = redis.call('hincrby', KEYS[2], 's', 1)
+  redis.call('pexpire', KEYS[2], ARGV[6])
+  payload = '\2' .. uvarint(top) .. uvarint(#epoch) .. epoch .. ARGV[1]
   redis.call('del', KEYS[1])
-  redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[4], id, 'p', payload)
+  redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[4], '1-0', 'p', payload)
 end
 redis.call('pexpire', KEYS[1], ARGV[5])
 redis.call(ARGV[3], ARGV[2], payload)

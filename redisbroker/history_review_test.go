@@ -1,7 +1,10 @@
 package redisbroker
 
 import (
+	"fmt"
 	"testing"
+
+	"github.com/primusgo/primus"
 
 	"github.com/primusgo/primus/internal/redistest"
 )
@@ -30,5 +33,25 @@ func TestHistoryHugeMetaOffset(t *testing.T) {
 		if w := publishHistory(t, a, "r", "2"); w.Offset != p.Offset+1 || w.Epoch != p.Epoch {
 			t.Errorf("s=%s: Position %+v, then a write at %+v", s, p, w)
 		}
+	}
+}
+
+// An offset moved back under the room's stream (someone wrote the meta)
+// starts a new epoch: reusing offsets that nodes and clients delivered
+// already would make them drop the new writes as duplicates.
+func TestHistoryMetaOffsetBackwards(t *testing.T) {
+	srv := redistest.StartServer(t)
+	cfg := testConfig(srv.Addr(), Native, freshChannel())
+	a, _, _ := historyBroker(t, cfg)
+	_, meta := HistoryKeys(cfg.Channel, "r")
+	var last primus.HistoryPosition
+	for i := range 5 {
+		last = publishHistory(t, a, "r", fmt.Sprint(i))
+	}
+	if _, err := srv.Do("HSET", meta, "s", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if w := publishHistory(t, a, "r", "6"); w.Epoch == last.Epoch {
+		t.Fatalf("after moving the offset back from %+v: a write at %+v", last, w)
 	}
 }
