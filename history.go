@@ -129,9 +129,11 @@ const (
 	// maxCatchUp bounds the live writes buffered for one spark while its
 	// replay is read; a spark that overflows it is not recovered.
 	maxCatchUp = 10_000
-	// maxReplayReads bounds the replay reads in flight on a node (the
-	// joins with since of one room share one read at a time).
+	// maxReplayReads bounds the replay reads in flight on a node, and so
+	// does maxFillReads the sequencers' reads (after a broker reconnection
+	// every room of the node reads at once).
 	maxReplayReads = 64
+	maxFillReads   = 64
 	// replayTimeout bounds a batched replay read (each join also has its
 	// own context).
 	replayTimeout = 10 * time.Second
@@ -153,6 +155,7 @@ type historyState struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // fill goroutines
 	reads  chan struct{}  // replay reads in flight
+	fills  chan struct{}  // sequencer reads in flight
 
 	gaps, resyncs, recovered, notRecovered atomic.Uint64
 }
@@ -171,6 +174,7 @@ func newHistoryState(srv *Server) (*historyState, error) {
 		opts:  srv.cfg.History,
 		rooms: make(map[string]*roomSeq),
 		reads: make(chan struct{}, maxReplayReads),
+		fills: make(chan struct{}, maxFillReads),
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if err := hb.EnableHistory(h.resync); err != nil {
@@ -233,6 +237,7 @@ func (h *historyState) seqFor(room string) *roomSeq {
 			h:          h,
 			room:       room,
 			ready:      make(chan struct{}),
+			gone:       make(chan struct{}),
 			positioned: make(map[*Spark]*sparkPos),
 			catchup:    make(map[*Spark]*catchBuf),
 			fetching:   true,
@@ -278,7 +283,12 @@ func (srv *Server) historyJoined(rooms []string) {
 	}
 	for _, r := range rooms {
 		if h.lookup(r) == nil && h.options(r).Size > 0 && !(srv.index.wildcards && IsPattern(r)) {
-			h.seqFor(r)
+			if q := h.seqFor(r); q != nil {
+				// A leave since the join found no sequencer to end.
+				q.mu.Lock()
+				q.killIfEmpty()
+				q.mu.Unlock()
+			}
 		}
 	}
 }
@@ -398,10 +408,11 @@ func (h *historyState) offer(m *Message, skip []string, frame []byte, remote boo
 
 // histMsg is a write in a sequencer.
 type histMsg struct {
-	m      *Message
-	skip   []string
-	plain  []byte // the plain frame, built when first needed
-	shared bool   // m belongs to the broker: copy it before keeping it
+	m       *Message
+	skip    []string
+	plain   []byte // the plain frame, built when first needed
+	shared  bool   // m belongs to the broker: copy it before keeping it
+	arrival uint64 // when it was held (roomSeq.arrivals)
 }
 
 // keep makes x safe to hold after the handler returned.
@@ -438,13 +449,15 @@ type roomSeq struct {
 	dead     bool          // the room lost its last member (or the server closes)
 	inited   bool          // epoch and next are known
 	ready    chan struct{} // closed when inited
+	gone     chan struct{} // closed when dead
 	epoch    string
 	next     uint64     // the offset to deliver next
 	pending  []*histMsg // early writes, by offset
 	old      []string   // recent former epochs: late writes of them are dropped
 	gapTimer *time.Timer
-	fetching bool // a fill goroutine runs
-	again    bool // it must read once more
+	fetching bool   // a fill goroutine runs
+	again    bool   // it must read once more
+	arrivals uint64 // writes held so far: a read learns which were held before it
 
 	positioned map[*Spark]*sparkPos
 	catchup    map[*Spark]*catchBuf
@@ -459,12 +472,13 @@ type roomSeq struct {
 // waited for it: it reads from the lowest of their positions, and each
 // takes the part after its own.
 type replayBatch struct {
-	since  uint64 // the lowest since of the joins in the batch
-	done   chan struct{}
-	msgs   []*Message
-	frames [][]byte // msgs' positioned frames, the same for every spark
-	pos    HistoryPosition
-	err    error
+	since    uint64 // the lowest since of the joins in the batch
+	done     chan struct{}
+	msgs     []*Message
+	frames   [][]byte // msgs' positioned frames, the same for every spark
+	pos      HistoryPosition
+	complete bool // msgs are every write after since up to pos
+	err      error
 }
 
 func (q *roomSeq) kill() {
@@ -472,6 +486,7 @@ func (q *roomSeq) kill() {
 		return
 	}
 	q.dead = true
+	close(q.gone)
 	if q.gapTimer != nil {
 		q.gapTimer.Stop()
 		q.gapTimer = nil
@@ -481,11 +496,17 @@ func (q *roomSeq) kill() {
 	clear(q.catchup)
 }
 
+// errSeqDead is waitReady's error for a sequencer that died first (its
+// room lost its last member): the caller tries a new one.
+var errSeqDead = errors.New("primus: room sequencer ended")
+
 // waitReady waits until the sequencer knows the room's position.
 func (q *roomSeq) waitReady(ctx context.Context) error {
 	select {
 	case <-q.ready:
 		return nil
+	case <-q.gone:
+		return errSeqDead
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-q.h.ctx.Done():
@@ -524,7 +545,15 @@ func (q *roomSeq) offerLocked(x *histMsg, fromHistory bool) {
 		q.addPending(x)
 		return
 	}
-	if m.Epoch != q.epoch && !q.newEpoch(m.Epoch) {
+	if m.Epoch != q.epoch {
+		if fromHistory || slices.Contains(q.old, m.Epoch) {
+			return // a late write of a former epoch
+		}
+		// The room's history was lost and started afresh, or the write
+		// is forged (anyone who can publish on the broker): the
+		// history's position says which.
+		q.addPending(x)
+		q.armGap()
 		return
 	}
 	switch {
@@ -542,13 +571,11 @@ func (q *roomSeq) offerLocked(x *histMsg, fromHistory bool) {
 	q.drainPending()
 }
 
-// newEpoch switches to epoch: the room's history was lost (the broker's
-// backend restarted without persistence, or the room's metadata
-// expired); it reports false for a late write of a former epoch.
-func (q *roomSeq) newEpoch(epoch string) bool {
-	if slices.Contains(q.old, epoch) {
-		return false
-	}
+// newEpoch switches to epoch, the position a history read found: the
+// room's history was lost (the broker's backend restarted without
+// persistence, or the room's metadata expired).
+func (q *roomSeq) newEpoch(epoch string) {
+	q.old = slices.DeleteFunc(q.old, func(e string) bool { return e == epoch })
 	q.h.gaps.Add(1)
 	q.h.srv.log.Info("primus: room history lost (new epoch)", "room", q.room, "from", q.epoch, "to", epoch)
 	if len(q.old) == 4 {
@@ -557,7 +584,6 @@ func (q *roomSeq) newEpoch(epoch string) bool {
 	q.old = append(q.old, q.epoch)
 	q.epoch, q.next = epoch, 1
 	q.pending = slices.DeleteFunc(q.pending, func(x *histMsg) bool { return x.m.Epoch != epoch })
-	return true
 }
 
 func (q *roomSeq) addPending(x *histMsg) {
@@ -580,6 +606,8 @@ func (q *roomSeq) addPending(x *histMsg) {
 		q.pending = q.pending[:len(q.pending)-1]
 	}
 	x.keep()
+	x.arrival = q.arrivals
+	q.arrivals++
 	q.pending = slices.Insert(q.pending, i, x)
 }
 
@@ -621,7 +649,7 @@ func (q *roomSeq) armGap() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		q.gapTimer = nil
-		if len(q.pending) > 0 && q.pending[0].m.Offset > q.next {
+		if len(q.pending) > 0 { // missing writes before them, or writes of another epoch
 			q.scheduleLocked()
 		}
 	})
@@ -642,9 +670,17 @@ func (q *roomSeq) fill() {
 			return
 		}
 		q.again = false
-		inited, since := q.inited, q.next-1
+		inited, since, mark := q.inited, q.next-1, q.arrivals
 		q.mu.Unlock()
 
+		select {
+		case h.fills <- struct{}{}:
+		case <-h.ctx.Done():
+			q.mu.Lock()
+			q.fetching = false
+			q.mu.Unlock()
+			return
+		}
 		ctx, cancel := context.WithTimeout(h.ctx, fillTimeout)
 		var err error
 		if !inited {
@@ -660,11 +696,12 @@ func (q *roomSeq) fill() {
 			var pos HistoryPosition
 			if msgs, pos, err = h.hb.History(ctx, q.room, since, fillPage); err == nil {
 				q.mu.Lock()
-				q.apply(since, msgs, pos)
+				q.apply(since, mark, msgs, pos)
 				q.mu.Unlock()
 			}
 		}
 		cancel()
+		<-h.fills
 		if err != nil {
 			h.srv.log.Debug("primus: reading room history failed", "room", q.room, "err", err)
 			t := time.NewTimer(delay)
@@ -714,15 +751,16 @@ func (q *roomSeq) init(pos HistoryPosition) {
 
 // apply takes a resync read: the writes after since and the room's
 // position. Offsets up to the position that are neither read nor held
-// are lost (counted as a gap).
-func (q *roomSeq) apply(since uint64, msgs []*Message, pos HistoryPosition) {
+// are lost (counted as a gap). Writes held before the read (arrival below
+// mark) were in the history when it was read: those beyond the position
+// or of another epoch are not the room's (forged, or lost by the broker's
+// backend) and are dropped.
+func (q *roomSeq) apply(since, mark uint64, msgs []*Message, pos HistoryPosition) {
 	if q.dead {
 		return
 	}
 	if pos.Epoch != q.epoch {
-		if !q.newEpoch(pos.Epoch) {
-			return
-		}
+		q.newEpoch(pos.Epoch)
 		if since != 0 {
 			// Read after an offset of the former epoch: read the new
 			// one from its start.
@@ -730,6 +768,9 @@ func (q *roomSeq) apply(since uint64, msgs []*Message, pos HistoryPosition) {
 			return
 		}
 	}
+	q.pending = slices.DeleteFunc(q.pending, func(x *histMsg) bool {
+		return x.arrival < mark && (x.m.Epoch != pos.Epoch || x.m.Offset > pos.Offset)
+	})
 	top := pos.Offset
 	for _, m := range msgs {
 		if m.Epoch == q.epoch {
@@ -867,8 +908,8 @@ func (s *Spark) inRoom(room string) bool {
 // write after since, in order, then the live ones, with no gap and no
 // duplicate, whatever is written meanwhile; if the epoch changed or the
 // history no longer reaches back to since (or is further back than the
-// room's HistoryOptions.Size), or the replay would fill more than half of
-// the spark's queue (Config.MaxQueueBytes: it would be ended as a slow
+// room's HistoryOptions.Size), or the replay would take more than half of
+// Config.MaxQueueBytes (pushing it would end the spark as a slow
 // consumer), Recovered is false, nothing is replayed and
 // the spark receives the writes after the returned position. The replay
 // is written before JoinRecover returns (an acknowledgement written then
@@ -902,6 +943,10 @@ func (s *Spark) JoinRecover(ctx context.Context, room string, since *HistoryPosi
 			return Recovery{}, ErrServerClosed
 		}
 		if err := q.waitReady(ctx); err != nil {
+			if err == errSeqDead {
+				continue // the sequencer's room emptied meanwhile
+			}
+			h.dropIfEmpty(room)
 			return Recovery{}, err
 		}
 		rec, retry, err := q.join(ctx, s, since)
@@ -918,6 +963,16 @@ func (s *Spark) JoinRecover(ctx context.Context, room string, since *HistoryPosi
 	}
 }
 
+// dropIfEmpty ends room's sequencer if the room has no members (a
+// JoinRecover that made it failed before its spark joined).
+func (h *historyState) dropIfEmpty(room string) {
+	if q := h.lookup(room); q != nil {
+		q.mu.Lock()
+		q.killIfEmpty()
+		q.mu.Unlock()
+	}
+}
+
 // join positions s in the room and joins it; retry says that the
 // sequencer died before (the room emptied and was joined again).
 func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (rec Recovery, retry bool, err error) {
@@ -929,6 +984,7 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 		q.mu.Unlock()
 		return rec, true, ErrSparkClosed
 	}
+	prev := q.positioned[s]
 	delete(q.positioned, s)
 	var cb *catchBuf
 	if since == nil {
@@ -949,7 +1005,7 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 		return rec, false, nil
 	}
 
-	msgs, frames, pos, err := q.readReplay(ctx, since)
+	msgs, frames, pos, complete, err := q.batchedReplay(ctx, since)
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -957,28 +1013,32 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 		// The spark left (or closed) meanwhile.
 		return rec, false, ErrSparkClosed
 	}
-	if err != nil {
+	if err != nil && prev == nil {
 		// s stays catching up (its live writes go nowhere) until
-		// JoinRecover took it out of the room: it never gets a plain
-		// frame of a room it joined positioned.
+		// JoinRecover took it out of the room or made it a plain member
+		// again (forget): it never gets a plain frame of a room it
+		// joined positioned, and a plain member loses nothing.
 		return rec, false, err
 	}
 	delete(q.catchup, s)
-	sp := &sparkPos{epoch: q.epoch, pos: q.next - 1}
-	if !cb.overflow && replayable(since, msgs, pos) && replaySize(frames, cb) <= maxReplayBytes(h.srv.cfg.MaxQueueBytes) {
-		excluded := func(m *Message) bool { return len(m.Except) > 0 && slices.Contains(m.Except, s.id) }
-		last := since.Offset
-		for i, m := range msgs {
-			if !excluded(m) {
-				s.out.Push(frames[i])
+	if err != nil {
+		if !cb.overflow {
+			// It stays positioned where it was, with the writes it
+			// missed meanwhile.
+			for _, m := range cb.msgs {
+				if m.Epoch != prev.epoch || m.Offset > prev.pos {
+					s.out.Push(positionedFrame(q.room, m.Offset, m.Epoch, protocol.EscapeLineTerminators(m.Data)))
+					prev.epoch, prev.pos = m.Epoch, m.Offset
+				}
 			}
-			last = m.Offset
+			q.positioned[s] = prev
 		}
-		for _, m := range cb.msgs {
-			if m.Epoch == pos.Epoch && m.Offset > last {
-				s.out.Push(positionedFrame(q.room, m.Offset, m.Epoch, protocol.EscapeLineTerminators(m.Data)))
-				last = m.Offset
-			}
+		return rec, false, err
+	}
+	sp := &sparkPos{epoch: q.epoch, pos: q.next - 1}
+	if frames, last, ok := q.replay(s, since, msgs, frames, pos, cb); ok && complete {
+		for _, f := range frames {
+			s.out.Push(f)
 		}
 		sp = &sparkPos{epoch: pos.Epoch, pos: last}
 		rec.Recovered = true
@@ -991,15 +1051,16 @@ func (q *roomSeq) join(ctx context.Context, s *Spark, since *HistoryPosition) (r
 	return rec, false, nil
 }
 
-// readReplay returns the writes after since, their positioned frames and
-// the room's position, from the next batched read (or, when that read
-// began further back and stopped short of the room's position, from a
-// read of its own).
-func (q *roomSeq) readReplay(ctx context.Context, since *HistoryPosition) ([]*Message, [][]byte, HistoryPosition, error) {
+// batchedReplay returns the writes after since, their positioned frames
+// and the room's position, from the next batched read (replayLoop), or,
+// when that read began further back and could not make a replay (its
+// lowest join was too far behind), from a read of its own; complete as
+// for readReplay.
+func (q *roomSeq) batchedReplay(ctx context.Context, since *HistoryPosition) ([]*Message, [][]byte, HistoryPosition, bool, error) {
 	q.mu.Lock()
 	if q.dead {
 		q.mu.Unlock()
-		return nil, nil, HistoryPosition{}, ErrSparkClosed
+		return nil, nil, HistoryPosition{}, false, ErrSparkClosed
 	}
 	b := q.nextReplay
 	if b == nil {
@@ -1016,20 +1077,17 @@ func (q *roomSeq) readReplay(ctx context.Context, since *HistoryPosition) ([]*Me
 	select {
 	case <-b.done:
 	case <-ctx.Done():
-		return nil, nil, HistoryPosition{}, ctx.Err()
+		return nil, nil, HistoryPosition{}, false, ctx.Err()
 	}
 	if b.err != nil {
-		return nil, nil, b.pos, b.err
+		return nil, nil, b.pos, false, b.err
 	}
-	i, _ := slices.BinarySearchFunc(b.msgs, since.Offset+1, func(m *Message, o uint64) int { return cmp.Compare(m.Offset, o) })
-	msgs, frames := b.msgs[i:], b.frames[i:]
-	if b.since == since.Offset || replayable(since, msgs, b.pos) || len(b.msgs) < q.h.options(q.room).Size {
-		return msgs, frames, b.pos, nil
+	if b.complete || b.since == since.Offset {
+		i, _ := slices.BinarySearchFunc(b.msgs, since.Offset+1, func(m *Message, o uint64) int { return cmp.Compare(m.Offset, o) })
+		return b.msgs[i:], b.frames[i:], b.pos, b.complete, nil
 	}
-	// The batch read, from further back, ran out of its limit (Size
-	// entries) before the room's position: read from since alone.
-	msgs, pos, err := q.h.readHistory(ctx, q.room, since.Offset)
-	return msgs, q.framesOf(msgs), pos, err
+	msgs, pos, complete, err := q.readReplayBounded(ctx, since)
+	return msgs, q.framesOf(msgs), pos, complete, err
 }
 
 // replayLoop runs the batched replay reads until no join waits.
@@ -1051,22 +1109,22 @@ func (q *roomSeq) replayLoop() {
 		}
 		q.mu.Unlock()
 		ctx, cancel := context.WithTimeout(h.ctx, replayTimeout)
-		b.msgs, b.pos, b.err = h.readHistory(ctx, q.room, b.since)
+		b.msgs, b.pos, b.complete, b.err = q.readReplayBounded(ctx, &HistoryPosition{Offset: b.since})
 		cancel()
 		b.frames = q.framesOf(b.msgs)
 		close(b.done)
 	}
 }
 
-// readHistory reads room's writes after since (at most its Size), within
-// the node's bound on replay reads in flight.
-func (h *historyState) readHistory(ctx context.Context, room string, since uint64) ([]*Message, HistoryPosition, error) {
+// readReplayBounded is readReplay within the node's bound on replay reads
+// in flight.
+func (q *roomSeq) readReplayBounded(ctx context.Context, since *HistoryPosition) ([]*Message, HistoryPosition, bool, error) {
 	select {
-	case h.reads <- struct{}{}:
-		defer func() { <-h.reads }()
-		return h.hb.History(ctx, room, since, h.options(room).Size)
+	case q.h.reads <- struct{}{}:
+		defer func() { <-q.h.reads }()
+		return q.readReplay(ctx, since)
 	case <-ctx.Done():
-		return nil, HistoryPosition{}, ctx.Err()
+		return nil, HistoryPosition{}, false, ctx.Err()
 	}
 }
 
@@ -1079,22 +1137,80 @@ func (q *roomSeq) framesOf(msgs []*Message) [][]byte {
 	return frames
 }
 
-// maxReplayBytes is the most a replay may put into a spark's queue: half of
-// its bound, so that the replay and the live writes behind it never end a
-// spark that reads as a slow consumer. A larger replay is not made (the
-// spark is told that it was not recovered and reloads instead).
-func maxReplayBytes(maxQueueBytes int) int { return maxQueueBytes / 2 }
+// readReplay reads the writes after since, fillPage at a time, and the
+// room's position at the last read; complete is false when they cannot
+// make a replay (more than the room's Size of them, more bytes than
+// replay allows, a missing one, the epoch changed meanwhile), so that a
+// join never holds more than a page beyond what it can replay.
+func (q *roomSeq) readReplay(ctx context.Context, since *HistoryPosition) (msgs []*Message, pos HistoryPosition, complete bool, err error) {
+	h := q.h
+	size, budget := h.options(q.room).Size, h.srv.cfg.MaxQueueBytes/2
+	after, want, bytes := since.Offset, since.Offset+1, 0
+	for first := true; ; first = false {
+		n := min(fillPage, size-len(msgs))
+		if n <= 0 {
+			return nil, pos, false, nil // more than Size writes behind
+		}
+		page, p, err := h.hb.History(ctx, q.room, after, n)
+		if err != nil {
+			return nil, p, false, err
+		}
+		if !first && p.Epoch != pos.Epoch {
+			return nil, p, false, nil
+		}
+		pos = p
+		for _, m := range page {
+			if m.Epoch != pos.Epoch || m.Offset != want {
+				return nil, pos, false, nil
+			}
+			want++
+			if bytes += len(m.Data) + len(q.room) + len(m.Epoch); bytes > budget {
+				return nil, pos, false, nil
+			}
+		}
+		msgs = append(msgs, page...)
+		if len(page) > 0 {
+			after = page[len(page)-1].Offset
+		}
+		if len(page) < n || after == pos.Offset {
+			return msgs, pos, true, nil
+		}
+	}
+}
 
-// replaySize is the size of a replay: frames and what cb holds.
-func replaySize(frames [][]byte, cb *catchBuf) int {
-	n := 0
-	for _, f := range frames {
-		n += len(f)
+// replay returns the frames that recover s from since (the writes read,
+// msgs and pos, then the live ones buffered in cb) and the offset of the
+// last; ok is false when they cannot: a write is missing, or they take
+// more than half of the spark's backlog bound (pushing them would end the
+// spark as a slow consumer, and its client would reconnect and ask for
+// the same replay again).
+func (q *roomSeq) replay(s *Spark, since *HistoryPosition, msgs []*Message, shared [][]byte, pos HistoryPosition, cb *catchBuf) (frames [][]byte, last uint64, ok bool) {
+	if cb.overflow || !replayable(since, msgs, pos) {
+		return nil, 0, false
+	}
+	budget := q.h.srv.cfg.MaxQueueBytes / 2
+	size := 0
+	add := func(f []byte) bool {
+		size += len(f)
+		frames = append(frames, f)
+		return size <= budget
+	}
+	last = since.Offset
+	for i, m := range msgs {
+		if !(len(m.Except) > 0 && slices.Contains(m.Except, s.id)) && !add(shared[i]) {
+			return nil, 0, false
+		}
+		last = m.Offset
 	}
 	for _, m := range cb.msgs {
-		n += len(m.Data) + 64
+		if m.Epoch == pos.Epoch && m.Offset > last {
+			if !add(positionedFrame(q.room, m.Offset, m.Epoch, protocol.EscapeLineTerminators(m.Data))) {
+				return nil, 0, false
+			}
+			last = m.Offset
+		}
 	}
-	return n
+	return frames, last, true
 }
 
 // forget drops s's position in the room (its join failed); a sequencer
@@ -1104,7 +1220,11 @@ func replaySize(frames [][]byte, cb *catchBuf) int {
 func (q *roomSeq) forget(s *Spark, plain bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if cb := q.catchup[s]; cb != nil && plain {
+	cb, catching := q.catchup[s]
+	if plain && !catching && q.positioned[s] != nil {
+		return // it was positioned before the join and keeps its position
+	}
+	if cb != nil && plain {
 		for _, m := range cb.msgs {
 			s.out.Push(textFrame(protocol.EscapeLineTerminators(m.Data)))
 		}

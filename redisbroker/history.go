@@ -60,8 +60,9 @@ func ClusterHistoryKeys(prefix string, partitions int, room string) (stream, met
 //
 // What others may have written under these keys is not trusted: a meta
 // that is not a hash, an epoch that is not 1..64 of [0-9A-Za-z_-], an
-// offset that is not an integer start a new epoch; a stream that refuses
-// the entry (not a stream, or a higher ID) is replaced.
+// offset that is not an integer below 10^15 (Lua numbers are doubles: exact
+// up to 2^53) start a new epoch; so does a stream that refuses the entry
+// (not a stream, or a higher ID: the offset went back), which is replaced.
 const publishScript = `
 local function uvarint(n)
   local out = {}
@@ -82,7 +83,7 @@ if type(epoch) ~= 'string' or #epoch > 64 or not string.match(epoch, '^[%w_%-]+$
   epoch = fresh()
 end
 local top = redis.pcall('hincrby', KEYS[2], 's', 1)
-if type(top) ~= 'number' then
+if type(top) ~= 'number' or top >= 1e15 then
   epoch = fresh()
   top = redis.call('hincrby', KEYS[2], 's', 1)
 end
@@ -94,8 +95,14 @@ end
 local id = string.format('%d-0', top)
 local added = redis.pcall('xadd', KEYS[1], 'MAXLEN', '~', ARGV[4], id, 'p', payload)
 if type(added) == 'table' and added.err then
+  -- Not a stream, or one with a higher ID (the offset went back): a new
+  -- epoch, since readers drop writes at offsets they have seen.
+  epoch = fresh()
+  top = redis.call('hincrby', KEYS[2], 's', 1)
+  redis.call('pexpire', KEYS[2], ARGV[6])
+  payload = '\2' .. uvarint(top) .. uvarint(#epoch) .. epoch .. ARGV[1]
   redis.call('del', KEYS[1])
-  redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[4], id, 'p', payload)
+  redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[4], '1-0', 'p', payload)
 end
 redis.call('pexpire', KEYS[1], ARGV[5])
 redis.call(ARGV[3], ARGV[2], payload)
@@ -123,11 +130,11 @@ else
     epoch, top = fresh()
   elseif not top then
     top = 0
+  elseif top ~= '0' and not (#top <= 15 and string.match(top, '^[1-9]%d*$')) then
+    -- Not what HINCRBY writes, or beyond what a Lua number holds exactly.
+    epoch, top = fresh()
   else
     top = tonumber(top)
-    if not top or top < 0 or top ~= math.floor(top) then
-      epoch, top = fresh()
-    end
   end
 end
 redis.call('pexpire', KEYS[2], ARGV[4])
