@@ -56,7 +56,8 @@ func (a *App) joinRecover(s *primus.Spark, cmd *command) error {
 }
 
 // readSince reads {"offset":N,"epoch":"E"}: N a non-negative integer
-// below 2^63, E at most primus.MaxEpochLength bytes; null is none.
+// below 2^63, E at most primus.MaxEpochLength bytes of [0-9A-Za-z_-] (what
+// brokers make epochs of); null is none.
 func readSince(dec *jsontext.Decoder) (*primus.HistoryPosition, error) {
 	bad := errors.New(`since must be {"offset":<integer>,"epoch":"<string>"}`)
 	tok, err := dec.ReadToken()
@@ -92,7 +93,7 @@ func readSince(dec *jsontext.Decoder) (*primus.HistoryPosition, error) {
 			if err != nil {
 				return nil, err
 			}
-			if t.Kind() != '"' || len(t.String()) > primus.MaxEpochLength {
+			if t.Kind() != '"' || len(t.String()) > primus.MaxEpochLength || !epochChars(t.String()) {
 				return nil, bad
 			}
 			pos.Epoch = t.String()
@@ -106,6 +107,17 @@ func readSince(dec *jsontext.Decoder) (*primus.HistoryPosition, error) {
 		return nil, err
 	}
 	return &pos, nil
+}
+
+// epochChars reports whether e is made of [0-9A-Za-z_-] only.
+func epochChars(e string) bool {
+	for i := 0; i < len(e); i++ {
+		c := e[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // historyConfig is Options' history as a primus.Config.History, or nil.

@@ -78,6 +78,8 @@ func TestHistoryCommands(t *testing.T) {
 		{`{"join":"h1","since":{"offset":9223372036854775808},"ack":5}`, ``},
 		{`{"join":"h1","since":{"epoch":"` + strings.Repeat("e", 65) + `"},"ack":6}`, ``},
 		{`{"join":"h1","since":[1],"ack":7}`, ``},
+		{`{"join":"h1","since":{"offset":1,"epoch":"a b"},"ack":8}`, ``},
+		{`{"join":"h1","since":{"offset":1,"epoch":"\u00e9t\u00e9"},"ack":9}`, ``},
 		{`{"join":"h1","recover":"yes","ack":8}`, `{"ack":8,"error":"invalid command: recover must be true or false"}`},
 	} {
 		c := dial(t, ts)
