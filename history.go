@@ -435,7 +435,8 @@ type sparkPos struct {
 // catchBuf holds the writes delivered while a spark's replay is read.
 type catchBuf struct {
 	msgs     []*Message
-	overflow bool
+	bytes    int  // of msgs' data
+	overflow bool // more than maxCatchUp writes or than a replay may hold
 }
 
 // roomSeq is the sequencer of a history room with local members: it
@@ -828,12 +829,15 @@ func (q *roomSeq) deliver(x *histMsg) {
 		if excluded(s.id) {
 			continue
 		}
-		if len(cb.msgs) >= maxCatchUp {
-			cb.overflow = true
+		if cb.overflow || len(cb.msgs) >= maxCatchUp || cb.bytes+len(m.Data) > srv.cfg.MaxQueueBytes/2 {
+			// Beyond what a replay may hold (replay): the spark will not
+			// be recovered, so nothing more is kept for it.
+			cb.overflow, cb.msgs = true, nil
 			continue
 		}
 		x.keep()
 		cb.msgs = append(cb.msgs, x.m)
+		cb.bytes += len(m.Data)
 	}
 	srv.stats.deliveries.Add(uint64(n))
 	srv.deliverLocalExcluding([]string{q.room}, x.skip, m.Except, x.plain, q.isPositioned)

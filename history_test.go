@@ -586,3 +586,57 @@ func TestJoinRecoverReplayBound(t *testing.T) {
 		}
 	}
 }
+
+// gatedBroker makes history reads wait for release once entered.
+type gatedBroker struct {
+	*primus.MemoryBroker
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *gatedBroker) History(ctx context.Context, room string, since uint64, limit int) ([]*primus.Message, primus.HistoryPosition, error) {
+	b.entered <- struct{}{} // buffered
+	<-b.release
+	return b.MemoryBroker.History(ctx, room, since, limit)
+}
+
+// Live writes beyond what a replay may hold arriving while the replay is
+// read: the spark is not recovered (and, since the catch-up buffer stops
+// at the replay's byte bound, the node holds no more than that for it
+// meanwhile), and it is not ended.
+func TestJoinRecoverCatchUpBound(t *testing.T) {
+	hub := primus.NewMemoryHub()
+	gb := &gatedBroker{MemoryBroker: hub.NewBroker(), entered: make(chan struct{}, 100), release: make(chan struct{})}
+	a := startServer(t, primus.Config{Broker: gb, History: historyFor(1000), PingInterval: -1,
+		MaxQueueBytes: 64 << 10, MaxLength: 16 << 10})
+	_, first := joinClient(t, a, "h8", true, nil)
+	c := a.dial(t, testkit.DialOptions{})
+	s := a.nextSpark(t)
+	done := make(chan primus.Recovery, 1)
+	go func() {
+		ctx, cancel := waitCtx()
+		defer cancel()
+		rec, err := s.JoinRecover(ctx, "h8", &primus.HistoryPosition{Offset: 0, Epoch: first.Position.Epoch})
+		if err != nil {
+			t.Errorf("JoinRecover: %v", err)
+		}
+		done <- rec
+	}()
+	<-gb.entered // the replay read waits
+	data := strings.Repeat("x", 1000)
+	for range 100 { // about 100 KiB written meanwhile
+		if err := a.Room("h8").Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gb.release)
+	if rec := <-done; rec.Recovered || rec.Position.Offset != 100 {
+		t.Fatalf("100 KiB held with a 64 KiB queue: %+v", rec)
+	}
+	if err := a.Room("h8").Write("live"); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextHist(t, c); f.Offset != 101 || string(f.Data) != `"live"` {
+		t.Fatalf("after the join: %s", f.raw)
+	}
+}

@@ -341,20 +341,9 @@ func (b *Broker) publish(ctx context.Context, m *primus.Message) error {
 	if len(m.Data) == 0 {
 		return ErrEmptyData
 	}
-	cb := b.client.Load()
-	if cb == nil {
-		// Right after Start, wait for the first connection attempt (fast
-		// on a reachable Redis) instead of failing writes made at once.
-		select {
-		case <-b.attempted:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-b.done:
-			return primus.ErrBrokerClosed
-		}
-		if cb = b.client.Load(); cb == nil {
-			return ErrNotConnected
-		}
+	cb, err := b.connectedClient(ctx)
+	if err != nil {
+		return err
 	}
 	c := cb.c
 	var cmds rueidis.Commands
@@ -656,4 +645,25 @@ func (b *Broker) handleCompat(in inbound) {
 func (b *Broker) deliver(m *primus.Message, skip []string) {
 	b.stats.received.Add(1)
 	b.handler.HandleMessage(m, skip)
+}
+
+// connectedClient returns the Redis client. Right after Start it waits for
+// the first connection attempt (fast on a reachable Redis) instead of
+// failing the calls made at once; after that attempt failed, it is
+// ErrNotConnected at once.
+func (b *Broker) connectedClient(ctx context.Context) (*redisClient, error) {
+	if cb := b.client.Load(); cb != nil {
+		return cb, nil
+	}
+	select {
+	case <-b.attempted:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.done:
+		return nil, primus.ErrBrokerClosed
+	}
+	if cb := b.client.Load(); cb != nil {
+		return cb, nil
+	}
+	return nil, ErrNotConnected
 }

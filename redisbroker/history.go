@@ -226,18 +226,9 @@ func (b *Broker) historyClient(ctx context.Context) (rueidis.Client, error) {
 	if b.closing.Load() {
 		return nil, primus.ErrBrokerClosed
 	}
-	cb := b.client.Load()
-	if cb == nil {
-		select {
-		case <-b.attempted:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-b.done:
-			return nil, primus.ErrBrokerClosed
-		}
-		if cb = b.client.Load(); cb == nil {
-			return nil, ErrNotConnected
-		}
+	cb, err := b.connectedClient(ctx)
+	if err != nil {
+		return nil, err
 	}
 	return cb.c, nil
 }

@@ -117,18 +117,9 @@ func (b *Broker) publishNode(ctx context.Context, channel string, payload []byte
 	if len(payload) > b.cfg.MaxPayload {
 		return ErrTooLarge
 	}
-	cb := b.client.Load()
-	if cb == nil {
-		select {
-		case <-b.attempted:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-b.done:
-			return primus.ErrBrokerClosed
-		}
-		if cb = b.client.Load(); cb == nil {
-			return ErrNotConnected
-		}
+	cb, err := b.connectedClient(ctx)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
 	defer cancel()
